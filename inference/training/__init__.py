@@ -1,0 +1,1 @@
+"""Training recipes for dermnode's reference bundles (classification and segmentation)."""
