@@ -1,0 +1,116 @@
+"""Study completion: decide when a study has all its instances, then hand it to the queue.
+
+A study is complete when no open association has sent it an instance, and either its quiet period
+passed since the last instance, the expected instance count arrived, or its deadline passed (per
+calling AE, see :class:`~dicom_node.settings.CompletionPolicy`). The open-association set lives in
+memory only: after a restart no association is open, so every study left "receiving" completes
+after its quiet period, and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dicom_node.ledger import Ledger, Study, StudyState
+from dicom_node.settings import CompletionPolicy
+
+LOG = logging.getLogger(__name__)
+
+
+def is_complete(study: Study, policy: CompletionPolicy, now: float, sending: bool) -> bool:
+    """Pure completion rule for one study in state receiving."""
+    if policy.deadline_s is not None and now - study.first_received >= policy.deadline_s:
+        return True
+    if sending:
+        return False
+    if policy.expected_instances is not None and study.instance_count >= policy.expected_instances:
+        return True
+    return now - study.last_received >= policy.quiet_period_s
+
+
+@dataclass
+class OpenAssociations:
+    """Which studies each open association has sent instances of (thread-safe)."""
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_assoc: dict[int, set[str]] = {}
+
+    def opened(self, assoc_id: int) -> None:
+        with self._lock:
+            self._by_assoc.setdefault(assoc_id, set())
+
+    def sent(self, assoc_id: int, study_uid: str) -> None:
+        with self._lock:
+            self._by_assoc.setdefault(assoc_id, set()).add(study_uid)
+
+    def closed(self, assoc_id: int) -> None:
+        with self._lock:
+            self._by_assoc.pop(assoc_id, None)
+
+    def sending(self) -> set[str]:
+        with self._lock:
+            return set().union(*self._by_assoc.values()) if self._by_assoc else set()
+
+
+class CompletionMonitor:
+    """Background thread that completes studies and queues them through ``on_complete``."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        associations: OpenAssociations,
+        policy_for: Callable[[str], CompletionPolicy],
+        on_complete: Callable[[Study], None],
+        interval_s: float = 0.2,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._ledger = ledger
+        self._associations = associations
+        self._policy_for = policy_for
+        self._on_complete = on_complete
+        self._interval = interval_s
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dermnode-completion", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def tick(self) -> list[str]:
+        """One pass: complete what is due, (re)queue what is complete; returns the queued study UIDs."""
+        now = self._clock()
+        sending = self._associations.sending()
+        for study in self._ledger.studies([StudyState.RECEIVING]):
+            policy = self._policy_for(study.calling_ae)
+            if is_complete(study, policy, now, study.study_uid in sending):
+                moved = self._ledger.transition(
+                    study.study_uid, StudyState.COMPLETE, expect=[StudyState.RECEIVING], generation=study.generation
+                )
+                if moved:
+                    LOG.info("study %s complete: %d instance(s) from %s", study.study_uid,
+                             study.instance_count, study.calling_ae)
+        queued = []
+        for study in self._ledger.studies([StudyState.COMPLETE]):
+            try:
+                self._on_complete(study)
+                queued.append(study.study_uid)
+            except Exception as e:  # broker down: stays complete, retried on the next tick
+                LOG.error("study %s could not be queued (will retry): %s", study.study_uid, e)
+        return queued
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.tick()
+            except Exception:
+                LOG.exception("completion monitor pass failed; retrying")

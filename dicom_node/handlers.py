@@ -1,0 +1,116 @@
+"""pynetdicom event handlers: association policy, C-ECHO, C-STORE; their return value is the status."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+
+from pynetdicom import evt
+from pynetdicom.events import Event
+
+from dicom_node.completion import OpenAssociations
+from dicom_node.errors import DermnodeError
+from dicom_node.intake import STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS, IntakeError, check_received
+from dicom_node.ledger import Ledger, ReceivedInstance
+from dicom_node.policy import decide
+from dicom_node.settings import Settings
+from dicom_node.spool import Spool
+
+LOG = logging.getLogger("dermnode.node")
+
+
+def _peer(event: Event) -> tuple[str, str]:
+    req = event.assoc.requestor
+    title = req.ae_title or (req.primitive.calling_ae_title if req.primitive is not None else "")
+    return (title or "").strip(), req.address
+
+
+@dataclass
+class NodeHandlers:
+    """The node's behaviour on each network event; bound to the AE by :func:`handlers`."""
+
+    settings: Settings
+    spool: Spool
+    ledger: Ledger
+    associations: OpenAssociations
+
+    def on_conn_open(self, event: Event) -> None:
+        # Nagle costs ~40 ms per DIMSE message on loopback (DESIGN.md): turn it off.
+        sock = getattr(event.assoc.dul.socket, "socket", None)
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.associations.opened(id(event.assoc))
+
+    def on_conn_close(self, event: Event) -> None:
+        self.associations.closed(id(event.assoc))
+
+    def on_requested(self, event: Event) -> None:
+        rq = event.assoc.requestor.primitive
+        called = (rq.called_ae_title or "").strip()
+        calling, host = _peer(event)
+        decision = decide(self.settings, called, calling, host)
+        if not decision.accepted:
+            assert decision.reason is not None
+            LOG.warning("association rejected (reason 0x%02x): %s", decision.reason, decision.advice)
+            self.ledger.record_rejection("", calling, f"association rejected: {decision.advice}")
+            event.assoc.acse.send_reject(0x01, 0x01, int(decision.reason))
+            event.assoc.kill()
+            return
+        LOG.info("association requested by %s@%s accepted", calling, host)
+
+    def on_echo(self, event: Event) -> int:
+        calling, host = _peer(event)
+        LOG.info("C-ECHO from %s@%s", calling, host)
+        return STATUS_SUCCESS
+
+    def on_store(self, event: Event) -> int:
+        calling, host = _peer(event)
+        request = event.request
+        affected_class = str(request.AffectedSOPClassUID or "")
+        affected_sop = str(request.AffectedSOPInstanceUID or "")
+        try:
+            checked = check_received(event.dataset_path, affected_class, affected_sop)
+            path = self.spool.adopt(event.dataset_path, checked.study_uid, checked.sop_instance_uid)
+            self.ledger.record_instance(
+                ReceivedInstance(
+                    sop_instance_uid=checked.sop_instance_uid,
+                    study_uid=checked.study_uid,
+                    series_uid=checked.series_uid,
+                    sop_class_uid=checked.sop_class_uid,
+                    transfer_syntax=checked.transfer_syntax,
+                    path=path,
+                    calling_ae=calling,
+                    peer_host=host,
+                    patient_id=checked.patient_id,
+                    accession=checked.accession,
+                )
+            )
+            self.associations.sent(id(event.assoc), checked.study_uid)
+        except IntakeError as e:
+            LOG.error("C-STORE from %s@%s refused with status 0x%04X: %s", calling, host, e.status, e)
+            self.ledger.record_rejection(affected_sop, calling, f"0x{e.status:04X}: {e}")
+            return e.status
+        except DermnodeError as e:
+            LOG.error("C-STORE of %s from %s@%s failed, out of resources: %s", affected_sop, calling, host, e)
+            try:
+                self.ledger.record_rejection(affected_sop, calling, f"0x{STATUS_OUT_OF_RESOURCES:04X}: {e}")
+            except DermnodeError:
+                LOG.exception("the ledger could not record the refusal of %s either", affected_sop)
+            return STATUS_OUT_OF_RESOURCES
+        LOG.debug("stored %s (study %s) from %s", affected_sop, checked.study_uid, calling)
+        return STATUS_SUCCESS
+
+
+def handlers(node: NodeHandlers) -> list[tuple[evt.EventType, object]]:
+    """The (event, handler) pairs to pass to ``AE.start_server``."""
+    return [
+        (evt.EVT_CONN_OPEN, node.on_conn_open),
+        (evt.EVT_CONN_CLOSE, node.on_conn_close),
+        (evt.EVT_REQUESTED, node.on_requested),
+        (evt.EVT_C_ECHO, node.on_echo),
+        (evt.EVT_C_STORE, node.on_store),
+    ]

@@ -1,0 +1,363 @@
+"""The study ledger: the source of truth for every instance and study (SQLite, WAL).
+
+States of a study::
+
+    receiving ──(complete)──▶ complete ──▶ queued ──▶ analysing ──▶ delivered
+                                   ▲                      │  └────▶ failed (reason)
+                                   └── late instance ─────┘  (generation + 1, back to receiving)
+
+Each state change is also written to the ``events`` table, the audit trail an admin can read.
+The ledger is opened by the node and by each worker process; SQLite's WAL mode and a busy
+timeout make that safe on one host (or a shared volume with proper locking).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from dicom_node.errors import LedgerError
+
+
+class StudyState(StrEnum):
+    RECEIVING = "receiving"
+    COMPLETE = "complete"
+    QUEUED = "queued"
+    ANALYSING = "analysing"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+#: States in which a study still owes the sender its results (re-queued on restart).
+UNFINISHED = (StudyState.COMPLETE, StudyState.QUEUED, StudyState.ANALYSING)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS studies (
+    study_uid        TEXT PRIMARY KEY,
+    state            TEXT NOT NULL,
+    generation       INTEGER NOT NULL DEFAULT 1,
+    calling_ae       TEXT NOT NULL,
+    peer_host        TEXT NOT NULL,
+    patient_id       TEXT NOT NULL DEFAULT '',
+    accession        TEXT NOT NULL DEFAULT '',
+    instance_count   INTEGER NOT NULL DEFAULT 0,
+    first_received   REAL NOT NULL,
+    last_received    REAL NOT NULL,
+    updated          REAL NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    reason           TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid TEXT PRIMARY KEY,
+    study_uid        TEXT NOT NULL REFERENCES studies(study_uid),
+    series_uid       TEXT NOT NULL,
+    sop_class_uid    TEXT NOT NULL,
+    transfer_syntax  TEXT NOT NULL,
+    path             TEXT NOT NULL,
+    calling_ae       TEXT NOT NULL,
+    received         REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_by_study ON instances(study_uid);
+CREATE TABLE IF NOT EXISTS outputs (
+    sop_instance_uid TEXT PRIMARY KEY,
+    study_uid        TEXT NOT NULL,
+    generation       INTEGER NOT NULL,
+    kind             TEXT NOT NULL,
+    sop_class_uid    TEXT NOT NULL,
+    path             TEXT NOT NULL,
+    created          REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    study_uid        TEXT NOT NULL,
+    generation       INTEGER NOT NULL,
+    destination      TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    attempts         INTEGER NOT NULL,
+    detail           TEXT NOT NULL,
+    updated          REAL NOT NULL,
+    PRIMARY KEY (study_uid, generation, destination)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    at               REAL NOT NULL,
+    study_uid        TEXT NOT NULL DEFAULT '',
+    sop_instance_uid TEXT NOT NULL DEFAULT '',
+    kind             TEXT NOT NULL,
+    detail           TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+@dataclass(frozen=True)
+class Study:
+    study_uid: str
+    state: StudyState
+    generation: int
+    calling_ae: str
+    peer_host: str
+    instance_count: int
+    first_received: float
+    last_received: float
+    attempts: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Instance:
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float
+    study_uid: str
+    sop_instance_uid: str
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ReceivedInstance:
+    """What the C-STORE handler knows about an instance it has just made durable."""
+
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    path: Path
+    calling_ae: str
+    peer_host: str
+    patient_id: str = ""
+    accession: str = ""
+
+
+class Ledger:
+    """Thread-safe access to the SQLite ledger of one data directory."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._lock = threading.RLock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot open the study ledger {path}: {e}; check the data directory") from e
+        self._db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def _event(self, db: sqlite3.Connection, kind: str, study: str = "", sop: str = "", detail: Any = "") -> None:
+        text = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
+        db.execute(
+            "INSERT INTO events(at, study_uid, sop_instance_uid, kind, detail) VALUES (?,?,?,?,?)",
+            (self._clock(), study, sop, kind, text),
+        )
+
+    # --- receiving -------------------------------------------------------------------------------
+    def record_instance(self, inst: ReceivedInstance) -> Study:
+        """Record a durable instance; a new instance on a finished study re-opens it (generation + 1)."""
+        now = self._clock()
+        try:
+            with self._tx() as db:
+                row = db.execute("SELECT * FROM studies WHERE study_uid=?", (inst.study_uid,)).fetchone()
+                if row is None:
+                    db.execute(
+                        "INSERT INTO studies(study_uid, state, calling_ae, peer_host, patient_id, accession,"
+                        " first_received, last_received, updated) VALUES (?,?,?,?,?,?,?,?,?)",
+                        (inst.study_uid, StudyState.RECEIVING, inst.calling_ae, inst.peer_host,
+                         inst.patient_id, inst.accession, now, now, now),
+                    )
+                    self._event(db, "study-opened", inst.study_uid, detail={"calling_ae": inst.calling_ae})
+                elif row["state"] != StudyState.RECEIVING:
+                    db.execute(
+                        "UPDATE studies SET state=?, generation=generation+1, reason='', attempts=0,"
+                        " calling_ae=?, peer_host=?, last_received=?, updated=? WHERE study_uid=?",
+                        (StudyState.RECEIVING, inst.calling_ae, inst.peer_host, now, now, inst.study_uid),
+                    )
+                    self._event(db, "study-reopened", inst.study_uid, inst.sop_instance_uid,
+                                {"previous_state": row["state"], "generation": row["generation"] + 1})
+                else:
+                    db.execute(
+                        "UPDATE studies SET last_received=?, updated=? WHERE study_uid=?",
+                        (now, now, inst.study_uid),
+                    )
+                existed = db.execute(
+                    "SELECT 1 FROM instances WHERE sop_instance_uid=?", (inst.sop_instance_uid,)
+                ).fetchone()
+                db.execute(
+                    "INSERT OR REPLACE INTO instances(sop_instance_uid, study_uid, series_uid, sop_class_uid,"
+                    " transfer_syntax, path, calling_ae, received) VALUES (?,?,?,?,?,?,?,?)",
+                    (inst.sop_instance_uid, inst.study_uid, inst.series_uid, inst.sop_class_uid,
+                     inst.transfer_syntax, str(inst.path), inst.calling_ae, now),
+                )
+                db.execute(
+                    "UPDATE studies SET instance_count=(SELECT COUNT(*) FROM instances WHERE study_uid=?)"
+                    " WHERE study_uid=?",
+                    (inst.study_uid, inst.study_uid),
+                )
+                self._event(db, "instance-replaced" if existed else "instance-stored",
+                            inst.study_uid, inst.sop_instance_uid, {"path": str(inst.path)})
+        except sqlite3.Error as e:
+            raise LedgerError(f"cannot record instance {inst.sop_instance_uid} in {self.path}: {e}") from e
+        study = self.study(inst.study_uid)
+        assert study is not None
+        return study
+
+    def record_rejection(self, sop_instance_uid: str, calling_ae: str, reason: str) -> None:
+        """Audit an instance that was refused (it is not stored: the sender keeps it)."""
+        with self._tx() as db:
+            self._event(db, "instance-rejected", "", sop_instance_uid, {"calling_ae": calling_ae, "reason": reason})
+
+    # --- state changes ---------------------------------------------------------------------------
+    def transition(
+        self,
+        study_uid: str,
+        to: StudyState,
+        *,
+        expect: Sequence[StudyState] | None = None,
+        generation: int | None = None,
+        reason: str = "",
+        count_attempt: bool = False,
+    ) -> bool:
+        """Move a study to ``to`` if it is in one of ``expect`` (and of ``generation``); True if moved."""
+        now = self._clock()
+        with self._tx() as db:
+            row = db.execute("SELECT state, generation FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
+            if row is None:
+                raise LedgerError(f"study {study_uid} is not in the ledger {self.path}")
+            if expect is not None and row["state"] not in expect:
+                return False
+            if generation is not None and row["generation"] != generation:
+                return False
+            db.execute(
+                "UPDATE studies SET state=?, reason=?, updated=?, attempts=attempts+? WHERE study_uid=?",
+                (to, reason, now, 1 if count_attempt else 0, study_uid),
+            )
+            self._event(db, f"study-{to}", study_uid, detail={"generation": row["generation"], "reason": reason}
+                        if reason else {"generation": row["generation"]})
+            return True
+
+    def record_output(
+        self, study_uid: str, generation: int, sop_instance_uid: str, kind: str, sop_class_uid: str, path: Path
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO outputs VALUES (?,?,?,?,?,?,?)",
+                (sop_instance_uid, study_uid, generation, kind, sop_class_uid, str(path), self._clock()),
+            )
+            self._event(db, "output-written", study_uid, sop_instance_uid, {"kind": kind, "path": str(path)})
+
+    def record_delivery(
+        self, study_uid: str, generation: int, destination: str, delivered: bool, attempts: int, detail: str
+    ) -> None:
+        state = "delivered" if delivered else "failed"
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?)",
+                (study_uid, generation, destination, state, attempts, detail, self._clock()),
+            )
+            self._event(db, f"delivery-{state}", study_uid,
+                        detail={"destination": destination, "attempts": attempts, "detail": detail})
+
+    # --- queries ---------------------------------------------------------------------------------
+    def study(self, study_uid: str) -> Study | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
+        return _study(row) if row else None
+
+    def studies(self, states: Sequence[StudyState] | None = None) -> list[Study]:
+        with self._lock:
+            if states is None:
+                rows = self._db.execute("SELECT * FROM studies ORDER BY first_received").fetchall()
+            else:
+                marks = ",".join("?" for _ in states)
+                rows = self._db.execute(
+                    f"SELECT * FROM studies WHERE state IN ({marks}) ORDER BY first_received", tuple(states)
+                ).fetchall()
+        return [_study(r) for r in rows]
+
+    def instances(self, study_uid: str) -> list[Instance]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM instances WHERE study_uid=? ORDER BY series_uid, received, sop_instance_uid",
+                (study_uid,),
+            ).fetchall()
+        return [
+            Instance(r["sop_instance_uid"], r["study_uid"], r["series_uid"], r["sop_class_uid"],
+                     r["transfer_syntax"], Path(r["path"]))
+            for r in rows
+        ]
+
+    def deliveries(self, study_uid: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM deliveries WHERE study_uid=? ORDER BY generation, destination", (study_uid,)
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def outputs(self, study_uid: str, generation: int | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            if generation is None:
+                rows = self._db.execute("SELECT * FROM outputs WHERE study_uid=?", (study_uid,)).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM outputs WHERE study_uid=? AND generation=?", (study_uid, generation)
+                ).fetchall()
+        return [dict(r) for r in rows]
+
+    def events(self, study_uid: str | None = None, limit: int = 1000) -> list[Event]:
+        with self._lock:
+            if study_uid is None:
+                rows = self._db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM events WHERE study_uid=? ORDER BY id DESC LIMIT ?", (study_uid, limit)
+                ).fetchall()
+        return [Event(r["at"], r["study_uid"], r["sop_instance_uid"], r["kind"], r["detail"]) for r in rows][::-1]
+
+
+def _study(row: sqlite3.Row) -> Study:
+    return Study(
+        study_uid=row["study_uid"],
+        state=StudyState(row["state"]),
+        generation=row["generation"],
+        calling_ae=row["calling_ae"],
+        peer_host=row["peer_host"],
+        instance_count=row["instance_count"],
+        first_received=row["first_received"],
+        last_received=row["last_received"],
+        attempts=row["attempts"],
+        reason=row["reason"],
+    )

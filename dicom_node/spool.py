@@ -1,0 +1,111 @@
+"""The spool: received instances made durable on disk before C-STORE success is returned.
+
+Layout: ``<spool>/<StudyInstanceUID>/<SOPInstanceUID>.dcm`` (DICOM Part 10 files). Every write is
+temp file → fsync → rename → fsync of the directory, so a crash leaves either the old or the new
+file, never half of one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from dicom_node.errors import SpoolError
+
+_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _checked_uid(uid: str, what: str) -> str:
+    if not _UID_RE.match(uid) or len(uid) > 64:
+        raise SpoolError(f"{what} {uid!r} is not a valid UID; refusing to use it as a file name")
+    return uid
+
+
+class Spool:
+    """Durable storage of received instances, one folder per study."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, study_uid: str, sop_instance_uid: str) -> Path:
+        study = _checked_uid(study_uid, "Study Instance UID")
+        sop = _checked_uid(sop_instance_uid, "SOP Instance UID")
+        return self.root / study / f"{sop}.dcm"
+
+    def adopt(self, received: Path, study_uid: str, sop_instance_uid: str) -> Path:
+        """Move an already written Part 10 file into the spool durably; returns its final path.
+
+        The rename is atomic when ``received`` is on the spool's filesystem; otherwise the bytes
+        are copied to a temporary file beside the target first.
+        """
+        target = self.path_for(study_uid, sop_instance_uid)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with open(received, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(received, target)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                self._copy_in(received, target)
+            _fsync_dir(target.parent)
+        except OSError as e:
+            raise SpoolError(
+                f"could not store instance {sop_instance_uid} in {target.parent}: {e.strerror or e}; "
+                "check free space and permissions of the data directory"
+            ) from e
+        return target
+
+    def write_bytes(self, data: bytes, study_uid: str, sop_instance_uid: str) -> Path:
+        """Write a Part 10 byte string into the spool durably; returns its final path."""
+        target = self.path_for(study_uid, sop_instance_uid)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".dcm")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+            _fsync_dir(target.parent)
+        except OSError as e:
+            raise SpoolError(
+                f"could not store instance {sop_instance_uid} in {target.parent}: {e.strerror or e}; "
+                "check free space and permissions of the data directory"
+            ) from e
+        return target
+
+    @staticmethod
+    def _copy_in(source: Path, target: Path) -> None:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".dcm")
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+        try:
+            os.unlink(source)
+        except OSError:
+            pass  # pynetdicom removes its temporary file itself as well
+
+    def clean_incomplete(self) -> int:
+        """Remove temporary files left by a crash mid-write (never acknowledged); returns how many."""
+        removed = 0
+        for tmp in self.root.glob("*/.incoming-*"):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+        return removed

@@ -1,0 +1,1 @@
+"""dermnode analysis: MONAI bundles, preprocessing, prediction and the DICOM output objects (SR, SEG)."""

@@ -1,0 +1,200 @@
+"""The node as a PACS sees it: C-ECHO, association policy, C-STORE statuses, spool and ledger."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from pydicom import Dataset
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, generate_uid
+from pynetdicom import AE
+
+from dicom_node.contexts import ACCEPTED_IMAGE_SOP_CLASSES, ACCEPTED_TRANSFER_SYNTAXES
+from dicom_node.ledger import StudyState
+from dicom_node.server import Node
+from tests import dcmtk
+from tests.conftest import RecordingDispatcher
+from tests.factories import DERMOSCOPY_SOP_CLASS, dermoscopy_dataset, write_study
+
+
+def _pyscu_store(port: int, ds: Dataset, calling: str = "PYSCU") -> int:
+    ae = AE(ae_title=calling)
+    for sop in ACCEPTED_IMAGE_SOP_CLASSES:
+        ae.add_requested_context(sop, list(ACCEPTED_TRANSFER_SYNTAXES[:3]))
+    assoc = ae.associate("127.0.0.1", port, ae_title="DERMNODE")
+    assert assoc.is_established
+    try:
+        status = assoc.send_c_store(ds)
+        return int(status.Status)
+    finally:
+        assoc.release()
+
+
+def test_c_echo_succeeds(node: Node) -> None:
+    result = dcmtk.echoscu(node.port)
+    assert result.returncode == 0, result.stderr
+
+
+def test_unknown_calling_ae_is_rejected_with_advice(node: Node, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="dermnode.node"):
+        result = dcmtk.echoscu(node.port, calling="INTRUDER")
+    assert result.returncode != 0
+    assert "Calling AE Title Not Recognized" in result.stderr + result.stdout
+    assert "--allow INTRUDER@127.0.0.1" in caplog.text
+    assert any("INTRUDER" in e.detail for e in node.ledger.events())
+
+
+def test_wrong_called_ae_is_rejected(node: Node) -> None:
+    result = dcmtk.echoscu(node.port, called="SOMEONEELSE")
+    assert result.returncode != 0
+    assert "Called AE Title Not Recognized" in result.stderr + result.stdout
+
+
+def test_host_pinned_peer_from_another_host_is_rejected(tmp_path: Path, recording: RecordingDispatcher) -> None:
+    from tests.conftest import node_settings
+
+    settings = node_settings(tmp_path, allowed_peers=["STORESCU@10.9.9.9"])
+    with Node(settings, recording) as n:
+        assert dcmtk.echoscu(n.port).returncode != 0
+
+
+def test_store_study_spools_records_and_queues_once_complete(
+    node: Node, recording: RecordingDispatcher, tmp_path: Path
+) -> None:
+    files = write_study(tmp_path / "study", n_images=3)
+    result = dcmtk.storescu(node.port, files)
+    assert result.returncode == 0, result.stderr
+    assert recording.submitted.wait(15), "the complete study was never queued"
+    job = recording.jobs[0]
+    study = node.ledger.study(job.study_uid)
+    assert study is not None and study.instance_count == 3
+    assert study.state == StudyState.QUEUED
+    assert job.generation == 1
+    for inst in node.ledger.instances(job.study_uid):
+        assert inst.path.is_file() and inst.path.parent.parent == node.spool.root
+        assert inst.sop_class_uid == DERMOSCOPY_SOP_CLASS
+    assert len(recording.jobs) == 1
+
+
+@pytest.mark.parametrize("syntax", [JPEGLSLossless, JPEG2000Lossless])
+def test_compressed_instances_are_accepted(node: Node, syntax: str) -> None:
+    ds = dermoscopy_dataset()
+    ds.compress(syntax)
+    assert _pyscu_store_ts(node.port, ds, syntax) == 0x0000
+    assert node.ledger.instances(ds.StudyInstanceUID)[0].transfer_syntax == syntax
+
+
+def _pyscu_store_ts(port: int, ds: Dataset, syntax: str) -> int:
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context(ds.SOPClassUID, [syntax])
+    assoc = ae.associate("127.0.0.1", port, ae_title="DERMNODE")
+    assert assoc.is_established
+    try:
+        return int(assoc.send_c_store(ds).Status)
+    finally:
+        assoc.release()
+
+
+def test_jpeg_baseline_from_dcmtk_is_accepted(node: Node, tmp_path: Path) -> None:
+    src = write_study(tmp_path / "raw", n_images=1)[0]
+    jpeg = tmp_path / "jpeg.dcm"
+    made = dcmtk.run([dcmtk.tool("dcmcjpeg"), "+eb", str(src), str(jpeg)])
+    assert made.returncode == 0, made.stderr
+    result = dcmtk.storescu(node.port, [jpeg])
+    assert result.returncode == 0, result.stderr
+    assert "Success" in result.stdout + result.stderr or result.returncode == 0
+    study_uid = dermoscopy_uid(jpeg)
+    assert node.ledger.instances(study_uid)[0].transfer_syntax == "1.2.840.10008.1.2.4.50"
+
+
+def dermoscopy_uid(path: Path) -> str:
+    from pydicom import dcmread
+
+    return str(dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+
+
+def test_missing_study_uid_gets_a900_and_the_node_keeps_serving(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = dermoscopy_dataset()
+    del bad.StudyInstanceUID
+    with caplog.at_level(logging.ERROR, logger="dermnode.node"):
+        assert _pyscu_store(node.port, bad) == 0xA900
+    assert "StudyInstanceUID is missing" in caplog.text
+    assert bad.SOPInstanceUID in caplog.text
+    good = dermoscopy_dataset()
+    assert _pyscu_store(node.port, good) == 0x0000
+    assert dcmtk.echoscu(node.port).returncode == 0
+
+
+def test_truncated_pixel_data_gets_c000(node: Node) -> None:
+    bad = dermoscopy_dataset()
+    bad.PixelData = bad.PixelData[: len(bad.PixelData) // 2]
+    assert _pyscu_store(node.port, bad) == 0xC000
+    assert node.ledger.studies() == []
+    rejected = [e for e in node.ledger.events() if e.kind == "instance-rejected"]
+    assert rejected and rejected[0].sop_instance_uid == bad.SOPInstanceUID
+
+
+def test_corrupt_jpeg_stream_gets_c000(node: Node) -> None:
+    ds = dermoscopy_dataset()
+    ds.compress(JPEGLSLossless)
+    from pydicom.encaps import encapsulate
+
+    ds.PixelData = encapsulate([b"\xff\xd8not a jpeg-ls stream" + b"\x00" * 50])
+    assert _pyscu_store_ts(node.port, ds, JPEGLSLossless) == 0xC000
+
+
+def test_dataset_sop_class_differing_from_request_gets_a900(node: Node) -> None:
+    from io import BytesIO
+
+    from pynetdicom.dimse_primitives import C_STORE
+    from pynetdicom.dsutils import encode
+
+    ds = dermoscopy_dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage inside a dermoscopy C-STORE
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context(DERMOSCOPY_SOP_CLASS, ACCEPTED_TRANSFER_SYNTAXES[0])
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="DERMNODE")
+    assert assoc.is_established
+    try:
+        req = C_STORE()
+        req.MessageID = 1
+        req.AffectedSOPClassUID = DERMOSCOPY_SOP_CLASS
+        req.AffectedSOPInstanceUID = ds.SOPInstanceUID
+        req.Priority = 2
+        req.DataSet = BytesIO(encode(ds, False, True))
+        context_id = assoc.accepted_contexts[0].context_id
+        assoc.dimse.send_msg(req, context_id)
+        _, rsp = assoc.dimse.get_msg(block=True)
+        assert rsp is not None and int(rsp.Status) == 0xA900
+    finally:
+        assoc.release()
+    assert node.ledger.studies() == []
+
+
+def test_unsupported_sop_class_is_not_negotiated(node: Node) -> None:
+    ae = AE(ae_title="PYSCU")
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2")  # CT Image Storage
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="DERMNODE")
+    assert not assoc.is_established  # no acceptable presentation context: aborted
+
+
+def test_resent_instance_replaces_and_late_instance_reopens_study(
+    node: Node, recording: RecordingDispatcher, tmp_path: Path
+) -> None:
+    study_uid = generate_uid()
+    files = write_study(tmp_path / "s", n_images=1, study_uid=study_uid)
+    assert dcmtk.storescu(node.port, files).returncode == 0
+    assert recording.submitted.wait(15)
+    recording.submitted.clear()
+    node.ledger.transition(study_uid, StudyState.DELIVERED)  # as the worker would
+    late = write_study(tmp_path / "late", n_images=1, study_uid=study_uid)
+    assert dcmtk.storescu(node.port, [*files, *late]).returncode == 0
+    assert recording.submitted.wait(15), "the re-opened study was not queued again"
+    assert [j.generation for j in recording.jobs] == [1, 2]
+    study = node.ledger.study(study_uid)
+    assert study is not None and study.instance_count == 2
+    kinds = [e.kind for e in node.ledger.events(study_uid)]
+    assert "study-reopened" in kinds and "instance-replaced" in kinds

@@ -1,0 +1,1 @@
+"""dermnode workers: Celery tasks that analyse complete studies and deliver SR + SEG."""

@@ -1,0 +1,173 @@
+"""Analysis of one complete study: spool → pixels → models → SEG + SR → outbox → destinations.
+
+Every path ends in a ledger state: delivered, analysed (no destination), or failed with a reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom import Dataset, dcmread
+
+from dicom_node.errors import DermnodeError
+from dicom_node.ledger import Ledger, StudyState
+from dicom_node.sender import DeliveryResult, StoreSender
+from dicom_node.settings import Settings
+from inference.pixels import rgb_pixels
+from inference.predict import Analyzer
+from inference.seg import build_attention_segmentation, build_segmentation
+from inference.sr import build_report
+from workers.jobs import AnalysisJob
+
+LOG = logging.getLogger("dermnode.worker")
+
+
+@dataclass
+class StudyOutcome:
+    study_uid: str
+    generation: int
+    state: str
+    outputs: list[str] = field(default_factory=list)
+    deliveries: list[DeliveryResult] = field(default_factory=list)
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "study_uid": self.study_uid,
+            "generation": self.generation,
+            "state": self.state,
+            "outputs": self.outputs,
+            "deliveries": [d.__dict__ for d in self.deliveries],
+            "reason": self.reason,
+        }
+
+
+def _write_durably(ds: Dataset, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".writing-", suffix=".dcm")
+    with os.fdopen(fd, "wb") as f:
+        ds.save_as(f, enforce_file_format=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class StudyAnalysis:
+    """Runs jobs for one worker process; the models load once, on first use."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger | None = None,
+        analyzer_factory: Callable[[], Analyzer] | None = None,
+        sender: StoreSender | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self._analyzer: Analyzer | None = None
+        self._analyzer_factory = analyzer_factory or (
+            lambda: Analyzer.from_bundles(settings.classifier_bundle, settings.segmenter_bundle, settings.device)
+        )
+        self._sender = sender or StoreSender(
+            settings.ae_title,
+            attempts=settings.send_attempts,
+            backoff_s=settings.send_backoff_s,
+            timeout_s=settings.network_timeout_s,
+            max_pdu=settings.max_pdu_size,
+        )
+        self._clock = clock
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger(self._settings.ledger_path)
+        return self._ledger
+
+    @property
+    def analyzer(self) -> Analyzer:
+        if self._analyzer is None:
+            self._analyzer = self._analyzer_factory()
+        return self._analyzer
+
+    def run(self, job: AnalysisJob) -> StudyOutcome:
+        ledger = self.ledger
+        moved = ledger.transition(
+            job.study_uid,
+            StudyState.ANALYSING,
+            expect=[StudyState.COMPLETE, StudyState.QUEUED, StudyState.ANALYSING],
+            generation=job.generation,
+            count_attempt=True,
+        )
+        if not moved:
+            study = ledger.study(job.study_uid)
+            LOG.info("study %s generation %d is stale or finished (%s); skipping", job.study_uid,
+                     job.generation, study.state if study else "unknown")
+            return StudyOutcome(job.study_uid, job.generation, "skipped", reason="stale job")
+        try:
+            outputs = self._analyse(job)
+        except DermnodeError as e:
+            reason = f"analysis failed: {e}"
+            LOG.error("study %s: %s", job.study_uid, reason)
+            ledger.transition(job.study_uid, StudyState.FAILED, generation=job.generation, reason=reason)
+            return StudyOutcome(job.study_uid, job.generation, StudyState.FAILED, reason=reason)
+        except Exception as e:
+            reason = f"analysis crashed: {type(e).__name__}: {e}"
+            LOG.exception("study %s: %s", job.study_uid, reason)
+            ledger.transition(job.study_uid, StudyState.FAILED, generation=job.generation, reason=reason)
+            raise
+        outcome = StudyOutcome(job.study_uid, job.generation, StudyState.DELIVERED,
+                               outputs=[str(p) for p in outputs])
+        for dest in job.destinations:
+            result = self._sender.send(dest, outputs)
+            ledger.record_delivery(job.study_uid, job.generation, result.destination, result.delivered,
+                                   result.attempts, result.detail)
+            outcome.deliveries.append(result)
+        failed = [d for d in outcome.deliveries if not d.delivered]
+        if failed:
+            outcome.state = StudyState.FAILED
+            outcome.reason = "; ".join(f"{d.destination}: {d.detail}" for d in failed)
+        elif not job.destinations:
+            outcome.reason = "no destination configured; outputs are in the outbox"
+        ledger.transition(job.study_uid, StudyState(outcome.state), generation=job.generation,
+                          reason=outcome.reason)
+        return outcome
+
+    def _analyse(self, job: AnalysisJob) -> list[Path]:
+        instances = self.ledger.instances(job.study_uid)
+        if not instances:
+            raise DermnodeError(f"study {job.study_uid} has no instances in the ledger")
+        sources = [dcmread(i.path) for i in instances]
+        images = [rgb_pixels(ds) for ds in sources]
+        predictions = self.analyzer.analyze(images, attention=self._settings.attention_maps)
+        now = self._clock()
+        prefix = self._settings.uid_prefix
+        segs = [build_segmentation(ds, p, uid_prefix=prefix, content_datetime=now)
+                for ds, p in zip(sources, predictions, strict=True)]
+        objects: list[tuple[str, Dataset]] = [("seg", s) for s in segs]
+        if self._settings.attention_maps:
+            objects += [
+                ("attention-seg", build_attention_segmentation(ds, p, uid_prefix=prefix, content_datetime=now))
+                for ds, p in zip(sources, predictions, strict=True)
+                if p.attention is not None
+            ]
+        report = build_report(sources, segs, predictions, uid_prefix=prefix, content_datetime=now)
+        objects.append(("sr", report))
+        outbox = self._settings.outbox_dir / job.study_uid / f"g{job.generation}"
+        paths = []
+        for kind, ds in objects:
+            path = outbox / f"{kind}-{ds.SOPInstanceUID}.dcm"
+            _write_durably(ds, path)
+            self.ledger.record_output(job.study_uid, job.generation, str(ds.SOPInstanceUID), kind,
+                                      str(ds.SOPClassUID), path)
+            paths.append(path)
+        LOG.info("study %s: %d image(s) analysed, %d object(s) in %s", job.study_uid, len(sources),
+                 len(paths), outbox)
+        return paths
