@@ -19,16 +19,13 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
-from pynetdicom.sop_class import (
-    ComprehensiveSRStorage,
-    EnhancedSRStorage,
-    SegmentationStorage,
-    Verification,
-)
 
 DERMOSCOPIC_PHOTOGRAPHY_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.77.1.7")
 VL_PHOTOGRAPHIC_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.77.1.4")
 SECONDARY_CAPTURE_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.7")
+SEGMENTATION_STORAGE = UID("1.2.840.10008.5.1.4.1.1.66.4")
+ENHANCED_SR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.88.22")
+COMPREHENSIVE_SR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.88.33")
 COMPREHENSIVE_3D_SR_STORAGE = UID("1.2.840.10008.5.1.4.1.1.88.34")
 
 #: Image storage SOP classes accepted as SCP (PS3.4 B.5), dermoscopy first.
@@ -55,11 +52,11 @@ ACCEPTED_TRANSFER_SYNTAXES: tuple[UID, ...] = (
 
 #: What we send as SCU: our outputs, in the syntaxes every storage SCP must support first.
 PROPOSED_OUTPUT_SOP_CLASSES: tuple[UID, ...] = (
-    UID(SegmentationStorage),
-    UID(ComprehensiveSRStorage),
+    SEGMENTATION_STORAGE,
+    COMPREHENSIVE_SR_STORAGE,
     COMPREHENSIVE_3D_SR_STORAGE,
-    UID(EnhancedSRStorage),
+    ENHANCED_SR_STORAGE,
 )
 PROPOSED_TRANSFER_SYNTAXES: tuple[UID, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
-VERIFICATION_SOP_CLASS = UID(Verification)
+VERIFICATION_SOP_CLASS = UID("1.2.840.10008.1.1")

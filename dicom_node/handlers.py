@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from dataclasses import dataclass
+from typing import cast
 
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
 from dicom_node.completion import OpenAssociations
@@ -39,10 +42,8 @@ class NodeHandlers:
         # Nagle costs ~40 ms per DIMSE message on loopback (DESIGN.md): turn it off.
         sock = getattr(event.assoc.dul.socket, "socket", None)
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         self.associations.opened(id(event.assoc))
 
     def on_conn_close(self, event: Event) -> None:
@@ -50,7 +51,7 @@ class NodeHandlers:
 
     def on_requested(self, event: Event) -> None:
         rq = event.assoc.requestor.primitive
-        called = (rq.called_ae_title or "").strip()
+        called = (rq.called_ae_title or "").strip() if rq is not None else ""
         calling, host = _peer(event)
         decision = decide(self.settings, called, calling, host)
         if not decision.accepted:
@@ -69,7 +70,7 @@ class NodeHandlers:
 
     def on_store(self, event: Event) -> int:
         calling, host = _peer(event)
-        request = event.request
+        request = cast(C_STORE, event.request)
         affected_class = str(request.AffectedSOPClassUID or "")
         affected_sop = str(request.AffectedSOPInstanceUID or "")
         try:

@@ -7,7 +7,6 @@ Sources, later ones winning: built-in defaults < YAML file (``--config``) < envi
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -185,6 +184,7 @@ ENVIRONMENT = {
     "DERMNODE_DATA_DIR": "data_dir",
     "DERMNODE_QUIET_PERIOD": "completion.quiet_period_s",
     "DERMNODE_BROKER_URL": "broker_url",
+    "DERMNODE_QUEUE": "queue_name",
     "DERMNODE_RESULT_BACKEND": "result_backend",
     "DERMNODE_CLASSIFIER_BUNDLE": "classifier_bundle",
     "DERMNODE_SEGMENTER_BUNDLE": "segmenter_bundle",

@@ -7,6 +7,7 @@ file, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -97,10 +98,8 @@ class Spool:
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, target)
-        try:
+        with contextlib.suppress(OSError):  # pynetdicom removes its temporary file itself as well
             os.unlink(source)
-        except OSError:
-            pass  # pynetdicom removes its temporary file itself as well
 
     def clean_incomplete(self) -> int:
         """Remove temporary files left by a crash mid-write (never acknowledged); returns how many."""

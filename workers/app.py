@@ -36,7 +36,7 @@ def create_app(settings: Settings, analysis: StudyAnalysis | None = None) -> Cel
     )
     runner = analysis or StudyAnalysis(settings)
 
-    @app.task(name=ANALYSE_TASK)  # type: ignore[untyped-decorator]
+    @app.task(name=ANALYSE_TASK)
     def analyse_study(message: dict[str, Any]) -> dict[str, Any]:
         """Analyse one complete study generation and deliver its SR + SEG."""
         return runner.run(AnalysisJob.from_message(message)).as_dict()

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from dicom_node.completion import CompletionMonitor, OpenAssociations, is_complete
+from dicom_node.ledger import Ledger, ReceivedInstance, Study, StudyState
+from dicom_node.settings import CompletionPolicy
+
+
+def _study(first: float, last: float, n: int) -> Study:
+    return Study("1.2.3", StudyState.RECEIVING, 1, "A", "127.0.0.1", n, first, last, 0, "")
+
+
+def test_quiet_period_waits_for_silence_and_closed_associations() -> None:
+    policy = CompletionPolicy(quiet_period_s=3)
+    assert not is_complete(_study(0, 10, 1), policy, now=12.9, sending=False)
+    assert is_complete(_study(0, 10, 1), policy, now=13.0, sending=False)
+    assert not is_complete(_study(0, 10, 1), policy, now=100, sending=True)
+
+
+def test_expected_count_completes_early_and_deadline_even_while_sending() -> None:
+    policy = CompletionPolicy(quiet_period_s=60, expected_instances=2, deadline_s=30)
+    assert is_complete(_study(0, 10, 2), policy, now=10.1, sending=False)
+    assert not is_complete(_study(0, 10, 1), policy, now=10.1, sending=False)
+    assert is_complete(_study(0, 10, 1), policy, now=30, sending=True)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_monitor_completes_and_queues_with_an_injected_clock(tmp_path: Path) -> None:
+    clock = _Clock()
+    ledger = Ledger(tmp_path / "l.sqlite3", clock=clock)
+    ledger.record_instance(ReceivedInstance("1.2.3.4", "1.2.3", "1.2.3.5", "1.2", "1.2.840.10008.1.2.1",
+                                            tmp_path / "x.dcm", "A", "127.0.0.1"))
+    assoc = OpenAssociations()
+    assoc.sent(1, "1.2.3")
+    queued: list[str] = []
+
+    def queue(study: Study) -> None:
+        queued.append(study.study_uid)
+        ledger.transition(study.study_uid, StudyState.QUEUED, expect=[StudyState.COMPLETE])
+
+    monitor = CompletionMonitor(ledger, assoc, lambda ae: CompletionPolicy(quiet_period_s=2), queue, clock=clock)
+    clock.now += 5
+    assert monitor.tick() == []  # association still open
+    assoc.closed(1)
+    clock.now += 1
+    assert monitor.tick() == ["1.2.3"]
+    assert ledger.study("1.2.3").state == StudyState.QUEUED  # type: ignore[union-attr]
+    assert monitor.tick() == []
+
+
+def test_queue_failure_leaves_study_complete_for_the_next_pass(tmp_path: Path) -> None:
+    clock = _Clock()
+    ledger = Ledger(tmp_path / "l.sqlite3", clock=clock)
+    ledger.record_instance(ReceivedInstance("1.2.3.4", "1.2.3", "1.2.3.5", "1.2", "1.2.840.10008.1.2.1",
+                                            tmp_path / "x.dcm", "A", "127.0.0.1"))
+
+    def broken(study: Study) -> None:
+        raise ConnectionError("broker down")
+
+    monitor = CompletionMonitor(ledger, OpenAssociations(), lambda ae: CompletionPolicy(quiet_period_s=0),
+                                broken, clock=clock)
+    clock.now += 1
+    assert monitor.tick() == []
+    assert ledger.study("1.2.3").state == StudyState.COMPLETE  # type: ignore[union-attr]

@@ -1,0 +1,160 @@
+"""End to end with real processes: storescu → dermnode → (Redis → celery worker | embedded) → storescp.
+
+Every object the destination receives is validated with dciodvfy and read back with highdicom.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import highdicom as hd
+import pytest
+import redis
+from pydicom import dcmread
+
+from tests import dcmtk
+from tests.dciodvfy import dciodvfy_problems
+from tests.factories import write_study
+from tests.processes import DermnodeProcess
+
+pytestmark = pytest.mark.e2e
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+SEG = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def _redis_or_skip() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("Redis is not running on 127.0.0.1:6379 (tests/run.sh starts it)")
+    return client
+
+
+@pytest.fixture
+def destination(tmp_path: Path) -> Iterator[dcmtk.StoreSCP]:
+    scp = dcmtk.StoreSCP(tmp_path / "received")
+    yield scp
+    scp.stop()
+
+
+@pytest.fixture
+def queue_name() -> Iterator[str]:
+    name = f"dermnode-test-{uuid.uuid4().hex[:8]}"
+    yield name
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete(name, f"{name}\x06\x163", f"{name}\x06\x166", f"{name}\x06\x169")
+
+
+def _serve_args(data_dir: Path, dest: dcmtk.StoreSCP, *extra: str) -> list[str]:
+    return [
+        "serve", "--port", "0", "--bind", "127.0.0.1", "--data-dir", str(data_dir),
+        "--allow", "STORESCU", "--destination", f"{dest.ae_title}@127.0.0.1:{dest.port}",
+        "--quiet-period", "1", *extra,
+    ]
+
+
+def _check_outputs(files: list[Path], n_images: int, study_uid: str) -> None:
+    datasets = [dcmread(f) for f in files]
+    segs = [d for d in datasets if d.SOPClassUID == SEG]
+    srs = [d for d in datasets if d.Modality == "SR"]
+    lesion_segs = [d for d in segs if d.SegmentationType == "BINARY"]
+    assert len(lesion_segs) == n_images, [d.SeriesDescription for d in datasets]
+    assert len(srs) == 1
+    for f, d in zip(files, datasets, strict=True):
+        assert d.StudyInstanceUID == study_uid
+        assert "not for diagnostic use" in d.SeriesDescription.lower()
+        assert dciodvfy_problems(f) == [], f"{d.SeriesDescription}: {dciodvfy_problems(f)}"
+        if d.SOPClassUID == SEG:
+            seg = hd.seg.segread(f)
+            assert seg.number_of_segments >= 1
+        else:
+            sr = hd.sr.srread(f)
+            assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+
+
+def _studies(data_dir: Path) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "dicom_node.cli", "studies", "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+
+
+def _expected_objects(n_images: int) -> int:
+    return 2 * n_images + 1  # lesion SEG + attention SEG per image, one SR
+
+
+def test_embedded_default_delivers_sr_and_seg(tmp_path: Path, destination: dcmtk.StoreSCP) -> None:
+    data_dir = tmp_path / "node"
+    node = DermnodeProcess(_serve_args(data_dir, destination))
+    try:
+        port = node.wait_listening()
+        files = write_study(tmp_path / "study", n_images=2)
+        study_uid = str(dcmread(files[0]).StudyInstanceUID)
+        sent = dcmtk.storescu(port, files)
+        assert sent.returncode == 0, sent.stderr
+        received = destination.wait_for(_expected_objects(2), timeout=120)
+        _check_outputs(received, 2, study_uid)
+        node.wait_for_log(r"delivered \d+ object\(s\) to DEST")
+    finally:
+        node.stop()
+    assert "delivered" in _studies(data_dir)
+
+
+def test_redis_and_celery_worker_deliver_sr_and_seg(
+    tmp_path: Path, destination: dcmtk.StoreSCP, queue_name: str
+) -> None:
+    _redis_or_skip()
+    data_dir = tmp_path / "node"
+    env = {"DERMNODE_QUEUE": queue_name}
+    worker = DermnodeProcess(
+        ["worker", "--broker", REDIS_URL, "--data-dir", str(data_dir), "--hostname", f"{queue_name}@%h"], env=env
+    )
+    node = DermnodeProcess(_serve_args(data_dir, destination, "--broker", REDIS_URL), env=env)
+    try:
+        port = node.wait_listening()
+        worker.wait_for_log(r"ready\.", timeout=120)
+        files = write_study(tmp_path / "study", n_images=2)
+        study_uid = str(dcmread(files[0]).StudyInstanceUID)
+        assert dcmtk.storescu(port, files).returncode == 0
+        received = destination.wait_for(_expected_objects(2), timeout=120)
+        _check_outputs(received, 2, study_uid)
+        worker.wait_for_log(r"delivered \d+ object\(s\) to DEST")
+        assert "analysed" not in node.logs()  # the node itself never analysed: the worker did
+    finally:
+        node.stop()
+        worker.stop()
+    assert "delivered" in _studies(data_dir)
+
+
+def test_restart_delivers_a_complete_undelivered_study(
+    tmp_path: Path, destination: dcmtk.StoreSCP, queue_name: str
+) -> None:
+    """The node queues a study to a broker with no worker, crashes; restarted, it delivers the study."""
+    _redis_or_skip()
+    data_dir = tmp_path / "node"
+    first = DermnodeProcess(_serve_args(data_dir, destination, "--broker", REDIS_URL),
+                            env={"DERMNODE_QUEUE": queue_name})
+    try:
+        port = first.wait_listening()
+        files = write_study(tmp_path / "study", n_images=1)
+        assert dcmtk.storescu(port, files).returncode == 0
+        first.wait_for_log(r"queued for DEST", timeout=60)
+    finally:
+        first.kill()
+    assert "queued" in _studies(data_dir)
+    assert destination.files() == []
+    second = DermnodeProcess(_serve_args(data_dir, destination))  # embedded, same data directory
+    try:
+        second.wait_listening()
+        received = destination.wait_for(_expected_objects(1), timeout=120)
+        _check_outputs(received, 1, str(dcmread(files[0]).StudyInstanceUID))
+        second.wait_for_log(r"re-queued|will be queued again")
+    finally:
+        second.stop()
+    assert "delivered" in _studies(data_dir)
