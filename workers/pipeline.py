@@ -16,14 +16,16 @@ from typing import Any
 
 from pydicom import Dataset, dcmread
 
-from dicom_node.errors import DermnodeError
+from dicom_node.errors import DermnodeError, InferenceError
 from dicom_node.ledger import Ledger, StudyState
 from dicom_node.sender import DeliveryResult, StoreSender
 from dicom_node.settings import Settings
 from inference.pixels import rgb_pixels
 from inference.predict import Analyzer
+from inference.prediction import LesionPrediction
+from inference.readback import validate_readback
 from inference.seg import build_attention_segmentation, build_segmentation
-from inference.sr import build_report
+from inference.sr import build_report, report_uids
 from workers.jobs import AnalysisJob
 
 LOG = logging.getLogger("dermnode.worker")
@@ -57,6 +59,15 @@ def _write_durably(ds: Dataset, path: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _read_spooled(path: Path, sop_instance_uid: str) -> Dataset:
+    try:
+        ds = dcmread(path)
+        ds.PixelData  # noqa: B018  (a truncated file fails here, not later in a model)
+    except Exception as e:
+        raise InferenceError(f"spooled instance {sop_instance_uid} at {path} cannot be read: {e}") from e
+    return ds
 
 
 class StudyAnalysis:
@@ -140,11 +151,24 @@ class StudyAnalysis:
                           reason=outcome.reason)
         return outcome
 
+    def _previous_reports(
+        self, job: AnalysisJob, sources: list[Dataset], predictions: list[LesionPrediction]
+    ) -> list[Dataset] | None:
+        """Earlier, different reports on this study (older generations): the new one's predecessors."""
+        _, new_uid = report_uids(sources, predictions[0].classifier, predictions[0].segmenter,
+                                 self._settings.uid_prefix)
+        earlier = []
+        for out in self.ledger.outputs(job.study_uid):
+            if out["kind"] == "sr" and out["generation"] < job.generation and Path(out["path"]).is_file():
+                earlier.append(dcmread(out["path"], stop_before_pixels=True))
+        unique = {str(ds.SOPInstanceUID): ds for ds in earlier if str(ds.SOPInstanceUID) != new_uid}
+        return list(unique.values()) or None
+
     def _analyse(self, job: AnalysisJob) -> list[Path]:
         instances = self.ledger.instances(job.study_uid)
         if not instances:
             raise DermnodeError(f"study {job.study_uid} has no instances in the ledger")
-        sources = [dcmread(i.path) for i in instances]
+        sources = [_read_spooled(i.path, i.sop_instance_uid) for i in instances]
         images = [rgb_pixels(ds) for ds in sources]
         predictions = self.analyzer.analyze(images, attention=self._settings.attention_maps)
         now = self._clock()
@@ -158,11 +182,13 @@ class StudyAnalysis:
                 for ds, p in zip(sources, predictions, strict=True)
                 if p.attention is not None
             ]
-        report = build_report(sources, segs, predictions, uid_prefix=prefix, content_datetime=now)
+        report = build_report(sources, segs, predictions, uid_prefix=prefix, content_datetime=now,
+                              rgb_images=images, previous_versions=self._previous_reports(job, sources, predictions))
         objects.append(("sr", report))
         outbox = self._settings.outbox_dir / job.study_uid / f"g{job.generation}"
         paths = []
         for kind, ds in objects:
+            validate_readback(ds)  # never send what our own reader rejects
             path = outbox / f"{kind}-{ds.SOPInstanceUID}.dcm"
             _write_durably(ds, path)
             self.ledger.record_output(job.study_uid, job.generation, str(ds.SOPInstanceUID), kind,
