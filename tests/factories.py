@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 DERMOSCOPY_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.7"
 VL_PHOTOGRAPHIC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.4"
@@ -173,8 +173,9 @@ def encoded_dermoscopy_file(directory: Path, encoding: str, **kwargs: object) ->
     """Write ``dermoscopy_dataset(**kwargs)`` in one of ``ENCODINGS`` and return the file's path.
 
     JPEG baseline (YBR_FULL_422, or YBR_FULL with "-444") and JPEG-LS are made by DCMTK
-    (``dcmcjpeg +eb +un`` keeps the SOP Instance UID, ``dcmcjpls``) because pydicom cannot encode JPEG baseline; JPEG 2000 is made by
-    pydicom with the multiple-component transform (Photometric Interpretation YBR_RCT / YBR_ICT).
+    (``dcmcjpeg +eb +un``, which keeps the SOP Instance UID, and ``dcmcjpls``) because pydicom cannot
+    encode JPEG baseline; JPEG 2000 is made by pydicom with the multiple-component transform
+    (Photometric Interpretation YBR_RCT / YBR_ICT).
     """
     import subprocess
 
@@ -211,7 +212,8 @@ def encoded_dermoscopy_file(directory: Path, encoding: str, **kwargs: object) ->
         if encoding == "jpeg-ls":
             cmd = ["dcmcjpls", str(native), str(path)]
         else:
-            cmd = ["dcmcjpeg", "+eb", "+un", *(["+s4"] if encoding.endswith("444") else []), str(native), str(path)]
+            sampling = ["+s4"] if encoding.endswith("444") else []
+            cmd = ["dcmcjpeg", "+eb", "+un", *sampling, str(native), str(path)]
         subprocess.run(cmd, check=True, capture_output=True)
         native.unlink()
     else:
