@@ -1,8 +1,11 @@
 """Run dicom3tools' ``dciodvfy`` on a file and return its findings minus the documented false positives.
 
 DESIGN.md: the 2022 Debian build knows the Dermoscopic Photography IOD but wrongly demands a Frame of
-Reference for it and does not know the Modality defined term DMS. Everything else it reports
-(errors and warnings) is a defect of the object under test.
+Reference for it and does not know the Modality defined term DMS. It also warns about every coding
+scheme designator outside PS3.16 Table 8-1, although PS3.16 8.1 allows private designators starting
+with "99" when the object declares them in its Coding Scheme Identification Sequence: that warning is
+dropped only for such declared private schemes. Everything else it reports (errors and warnings) is a
+defect of the object under test.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 
 KNOWN_FALSE_POSITIVES = (
     re.compile(r"^Warning - Unrecognized defined term <DMS> for value 1 of attribute <Modality>$"),
@@ -35,4 +39,28 @@ def dciodvfy_problems(path: Path | str) -> list[str]:
     done = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
     lines = (done.stdout + done.stderr).splitlines()
     problems = [line.strip() for line in lines if line.startswith(("Error", "Warning"))]
-    return [p for p in problems if not any(rx.match(p) for rx in KNOWN_FALSE_POSITIVES)]
+    declared = _declared_private_schemes(path)
+    return [
+        p
+        for p in problems
+        if not any(rx.match(p) for rx in KNOWN_FALSE_POSITIVES) and _scheme_warning(p) not in declared
+    ]
+
+
+_SCHEME_WARNING = re.compile(
+    r"^Warning - Unrecognized defined term <(?P<scheme>[^>]+)> for value 1 of attribute <Coding Scheme Designator>$"
+)
+
+
+def _scheme_warning(problem: str) -> str | None:
+    match = _SCHEME_WARNING.match(problem)
+    return match.group("scheme") if match else None
+
+
+def _declared_private_schemes(path: Path | str) -> set[str]:
+    ds = dcmread(path, stop_before_pixels=True)
+    return {
+        str(item.CodingSchemeDesignator)
+        for item in ds.get("CodingSchemeIdentificationSequence", [])
+        if str(item.get("CodingSchemeDesignator", "")).startswith("99")
+    }
