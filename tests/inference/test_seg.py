@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import highdicom as hd
@@ -14,7 +15,13 @@ from inference.outputs import ATTENTION_SEG_SERIES_NUMBER, LESION_SEG_SERIES_NUM
 from inference.readback import encode, validate_readback
 from inference.seg import build_attention_segmentation, build_segmentation
 from tests.dciodvfy import dciodvfy_problems
-from tests.factories import DERMOSCOPY_SOP_CLASS, VL_PHOTOGRAPHIC_SOP_CLASS, dermoscopy_dataset, lesion_mask
+from tests.factories import (
+    DERMOSCOPY_SOP_CLASS,
+    VL_PHOTOGRAPHIC_SOP_CLASS,
+    dermoscopy_dataset,
+    encoded_dermoscopy_file,
+    lesion_mask,
+)
 from tests.inference.predictions import WHEN, make_prediction
 
 
@@ -119,3 +126,12 @@ def test_mask_of_the_wrong_size_is_refused() -> None:
     source = dermoscopy_dataset(sop_instance_uid="1.2.3.98", sop_class_uid=DERMOSCOPY_SOP_CLASS)
     with pytest.raises(OutputError, match=r"1\.2\.3\.98.*96 rows and 128 columns"):
         build_segmentation(source, make_prediction(rows=50, columns=60), content_datetime=WHEN)
+
+
+def test_seg_of_a_jpeg_source_validates(tmp_path: Path) -> None:
+    if shutil.which("dcmcjpeg") is None:
+        pytest.skip("DCMTK is not installed")
+    source = dcmread(encoded_dermoscopy_file(tmp_path, "jpeg-baseline"))
+    path = _write(build_segmentation(source, make_prediction(), content_datetime=WHEN), tmp_path / "seg.dcm")
+    assert dciodvfy_problems(path) == []
+    assert np.array_equal(hd.seg.segread(path).pixel_array.astype(bool), lesion_mask(96, 128))
