@@ -27,6 +27,7 @@ DERMOSCOPIC_COLOURS: dict[str, tuple[int, int, int]] = {
     "black": (35, 30, 30),
 }
 COLOUR_MIN_FRACTION = 0.05
+COLOUR_SAMPLE_LIMIT = 250_000
 
 
 @dataclass(frozen=True)
@@ -155,11 +156,15 @@ def colour_features(mask: npt.NDArray[np.bool_], rgb: npt.NDArray[np.uint8]) -> 
     _check_mask(mask)
     if rgb.shape != (*mask.shape, 3):
         raise ValueError(f"Argument 'rgb' has shape {rgb.shape}, expected {(*mask.shape, 3)} to match the mask.")
-    pixels = rgb[mask].astype(np.float64)
-    variegation = float(pixels.std(axis=0).mean() / 255.0)
-    prototypes = np.asarray(list(DERMOSCOPIC_COLOURS.values()), dtype=np.float64)
-    nearest = np.argmin(((pixels[:, np.newaxis, :] - prototypes[np.newaxis]) ** 2).sum(axis=2), axis=1)
-    shares = np.bincount(nearest, minlength=len(prototypes)) / len(pixels)
+    pixels = rgb[mask]
+    if len(pixels) > COLOUR_SAMPLE_LIMIT:  # a regular subsample keeps memory bounded on large images
+        pixels = pixels[:: -(-len(pixels) // COLOUR_SAMPLE_LIMIT)]
+    samples = pixels.astype(np.float32)
+    variegation = float(samples.std(axis=0, dtype=np.float64).mean() / 255.0)
+    prototypes = np.asarray(list(DERMOSCOPIC_COLOURS.values()), dtype=np.float32)
+    distances = np.stack([((samples - p) ** 2).sum(axis=1) for p in prototypes], axis=1)
+    nearest = np.argmin(distances, axis=1)
+    shares = np.bincount(nearest, minlength=len(prototypes)) / len(samples)
     return variegation, int(np.count_nonzero(shares >= COLOUR_MIN_FRACTION))
 
 
