@@ -15,14 +15,16 @@ WHEN = datetime(2026, 11, 25, 12, 0, 0)
 def ham_labels() -> tuple[ClassLabel, ...]:
     """The 7 HAM10000 classes, for tests only: the real list ships in the model bundle's metadata.
 
-    mel, akiec and vasc codes are in pydicom's SNOMED CT dictionary. The bcc, nv, bkl and df codes are
-    NOT in pydicom's dictionaries and were not verified here; do not copy them into a bundle.
+    Same codes as the shipped classifier bundle. mel, akiec and vasc are in pydicom's SNOMED CT
+    dictionary; the bcc, nv, bkl and df codes are NOT in pydicom's dictionaries (unverified here).
     """
     return (
         ClassLabel("akiec", "Actinic keratosis", CodedConcept("201101007", "SCT", "Actinic keratosis"), True),
-        ClassLabel("bcc", "Basal cell carcinoma", CodedConcept("1338007", "SCT", "Basal cell carcinoma"), True),
-        ClassLabel("bkl", "Benign keratosis", CodedConcept("201146008", "SCT", "Seborrheic keratosis"), False),
-        ClassLabel("df", "Dermatofibroma", CodedConcept("403003000", "SCT", "Dermatofibroma"), False),
+        ClassLabel(
+            "bcc", "Basal cell carcinoma", CodedConcept("254701007", "SCT", "Basal cell carcinoma of skin"), True
+        ),
+        ClassLabel("bkl", "Benign keratosis", CodedConcept("201100008", "SCT", "Seborrheic keratosis"), False),
+        ClassLabel("df", "Dermatofibroma", CodedConcept("402802007", "SCT", "Dermatofibroma"), False),
         ClassLabel("mel", "Melanoma", CodedConcept("1162635006", "SCT", "Malignant melanoma"), True),
         ClassLabel("nv", "Melanocytic nevus", CodedConcept("400096001", "SCT", "Melanocytic nevus"), False),
         ClassLabel("vasc", "Vascular lesion", CodedConcept("400210000", "SCT", "Hemangioma"), False),
