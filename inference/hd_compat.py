@@ -16,7 +16,12 @@ Each function names the gap it closes; everything else is built by highdicom's o
 4. highdicom stamps Instance Creation Date/Time, and the Contribution DateTime of the equipment entry
    it adds for itself, with the wall clock; dermnode injects its clock, so that the same inputs give
    identical objects: :func:`stamp_creation`.
-5. highdicom gives every SEG a random Dimension Organization UID; :func:`derive_dimension_organization`
+5. TID 300 in highdicom cannot say what a measurement is about (which class a probability is for),
+   and a qualitative evaluation (CODE) cannot carry children: :func:`measurement_about` adds a
+   HAS CONCEPT MOD (246090004, SCT, "Associated finding"), :func:`evaluation_with_probability` a
+   HAS PROPERTIES NUM (122157, DCM, "Probability"); both relationships are allowed from NUM / CODE
+   sources in Comprehensive (3D) SR (PS3.3 A.35.13.3).
+6. highdicom gives every SEG a random Dimension Organization UID; :func:`derive_dimension_organization`
    derives it from the SEG's own SOP Instance UID instead.
 """
 
@@ -38,6 +43,8 @@ DERMOSCOPY_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.77.1.7"
 PIXELS_UNIT = hd.sr.CodedConcept("{pixels}", "UCUM", "Pixels")
 # DCM 260753009 "Source" is the concept name highdicom itself gives image library entries.
 _SOURCE = hd.sr.CodedConcept("260753009", "SCT", "Source")
+# In pydicom's SNOMED CT dictionary as "Associated finding (attribute)".
+ASSOCIATED_FINDING = hd.sr.CodedConcept("246090004", "SCT", "Associated finding")
 
 
 def coded_modality(sop_class_uid: str) -> Code:
@@ -152,10 +159,51 @@ def stamp_creation(ds: Dataset, when: datetime) -> None:
 
 
 def derive_dimension_organization(seg: hd.seg.Segmentation, prefix: str = DEFAULT_UID_PREFIX) -> None:
-    """Replace highdicom's random Dimension Organization UID by one derived from the SEG (gap 5)."""
+    """Replace highdicom's random Dimension Organization UID by one derived from the SEG (gap 6)."""
     uid = derive_uid("dimension-organization", [str(seg.SOPInstanceUID)], prefix)
     for item in seg.get("DimensionOrganizationSequence", []):
         item.DimensionOrganizationUID = uid
     for item in seg.get("DimensionIndexSequence", []):
         if "DimensionOrganizationUID" in item:
             item.DimensionOrganizationUID = uid
+
+
+def measurement_about(
+    name: hd.sr.CodedConcept | Code,
+    value: float,
+    unit: hd.sr.CodedConcept | Code,
+    finding: hd.sr.CodedConcept | Code,
+) -> hd.sr.Measurement:
+    """A TID 300 measurement whose subject is ``finding`` (HAS CONCEPT MOD "Associated finding", gap 5)."""
+    measurement = hd.sr.Measurement(name=name, value=value, unit=unit)
+    modifier = hd.sr.CodeContentItem(
+        name=ASSOCIATED_FINDING,
+        value=finding,
+        relationship_type=hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD,
+    )
+    num = measurement[0]
+    if "ContentSequence" not in num:
+        num.ContentSequence = hd.sr.ContentSequence()
+    num.ContentSequence.insert(0, modifier)
+    return measurement
+
+
+def evaluation_with_probability(
+    name: hd.sr.CodedConcept | Code,
+    value: hd.sr.CodedConcept | Code,
+    probability: float,
+    unit: hd.sr.CodedConcept | Code,
+) -> hd.sr.QualitativeEvaluation:
+    """A qualitative evaluation with its probability as a HAS PROPERTIES NUM child (gap 5)."""
+    evaluation = hd.sr.QualitativeEvaluation(name=name, value=value)
+    evaluation[0].ContentSequence = hd.sr.ContentSequence(
+        [
+            hd.sr.NumContentItem(
+                name=codes.DCM.Probability,
+                value=probability,
+                unit=unit,
+                relationship_type=hd.sr.RelationshipTypeValues.HAS_PROPERTIES,
+            )
+        ]
+    )
+    return evaluation

@@ -28,11 +28,16 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
-from pydicom.sr.coding import Code
 
 from dicom_node.errors import OutputError
 from inference.contour import lesion_outline
-from inference.hd_compat import drop_referenced_frame_numbers, measurement_report, stamp_creation
+from inference.hd_compat import (
+    drop_referenced_frame_numbers,
+    evaluation_with_probability,
+    measurement_about,
+    measurement_report,
+    stamp_creation,
+)
 from inference.identity import DEFAULT_UID_PREFIX, derive_uid
 from inference.measurements import LesionMeasurements, measure_lesion
 from inference.outputs import (
@@ -52,7 +57,6 @@ DERMOSCOPIC_PHOTOGRAPHY = hd.sr.CodedConcept("446078004", "SCT", "Dermoscopic ph
 LESION = hd.sr.CodedConcept("52988006", "SCT", "Lesion")
 MALIGNANT = hd.sr.CodedConcept("21594007", "SCT", "Malignant")
 MALIGNANT_MELANOMA = CodedConcept("1162635006", "SCT", "Malignant melanoma")
-ASSOCIATED_FINDING = hd.sr.CodedConcept("246090004", "SCT", "Associated finding")
 POSITIVE = hd.sr.CodedConcept("10828004", "SCT", "Positive")
 NEGATIVE = hd.sr.CodedConcept("260385009", "SCT", "Negative")
 
@@ -182,16 +186,21 @@ def _classification_group(
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     melanoma = _melanoma_concept(prediction.labels)
     measurements = [
-        _about(codes.DCM.ProbabilityOfCancer, _rounded(prediction.malignant_probability), NO_UNITS, MALIGNANT),
-        _about(codes.DCM.ProbabilityOfCancer, _rounded(prediction.melanoma_probability), NO_UNITS, melanoma),
-        _about(codes.DCM.ThresholdValue, _rounded(prediction.operating_threshold), NO_UNITS, melanoma),
+        measurement_about(
+            codes.DCM.ProbabilityOfCancer, _rounded(prediction.malignant_probability), NO_UNITS, MALIGNANT
+        ),
+        measurement_about(codes.DCM.ProbabilityOfCancer, _rounded(prediction.melanoma_probability), NO_UNITS, melanoma),
+        measurement_about(codes.DCM.ThresholdValue, _rounded(prediction.operating_threshold), NO_UNITS, melanoma),
     ]
     measurements += [
-        _about(codes.DCM.Probability, _rounded(p), NO_UNITS, _coded(label.code))
+        measurement_about(codes.DCM.Probability, _rounded(p), NO_UNITS, _coded(label.code))
         for label, p in zip(prediction.labels, prediction.probabilities, strict=True)
     ]
     evaluations = [
-        _ranked_impression(_coded(label.code), _rounded(p)) for label, p in prediction.ranked(DIFFERENTIAL_SIZE)
+        evaluation_with_probability(
+            codes.DCM.DifferentialDiagnosisImpression, _coded(label.code), _rounded(p), NO_UNITS
+        )
+        for label, p in prediction.ranked(DIFFERENTIAL_SIZE)
     ]
     evaluations.append(
         hd.sr.QualitativeEvaluation(name=SUSPICIOUS_FOR_MELANOMA, value=POSITIVE if prediction.suspicious else NEGATIVE)
@@ -301,37 +310,6 @@ def _area(features: LesionMeasurements) -> hd.sr.Measurement:
         value=features.area,
         unit=SQUARE_MILLIMETRE if features.calibrated else PIXELS,
     )
-
-
-def _about(name: Code, value: float, unit: hd.sr.CodedConcept, finding: hd.sr.CodedConcept) -> hd.sr.Measurement:
-    """A TID 300 measurement whose subject is ``finding`` (HAS CONCEPT MOD "Associated finding")."""
-    measurement = hd.sr.Measurement(name=name, value=value, unit=unit)
-    modifier = hd.sr.CodeContentItem(
-        name=ASSOCIATED_FINDING,
-        value=finding,
-        relationship_type=hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD,
-    )
-    num = measurement[0]
-    if "ContentSequence" not in num:
-        num.ContentSequence = hd.sr.ContentSequence()
-    num.ContentSequence.insert(0, modifier)
-    return measurement
-
-
-def _ranked_impression(finding: hd.sr.CodedConcept, probability: float) -> hd.sr.QualitativeEvaluation:
-    """A differential diagnosis entry (DCM 111023) with its probability as a HAS PROPERTIES child."""
-    evaluation = hd.sr.QualitativeEvaluation(name=codes.DCM.DifferentialDiagnosisImpression, value=finding)
-    evaluation[0].ContentSequence = hd.sr.ContentSequence(
-        [
-            hd.sr.NumContentItem(
-                name=codes.DCM.Probability,
-                value=probability,
-                unit=NO_UNITS,
-                relationship_type=hd.sr.RelationshipTypeValues.HAS_PROPERTIES,
-            )
-        ]
-    )
-    return evaluation
 
 
 def _algorithm_id(model: ModelIdentity) -> hd.sr.AlgorithmIdentification:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import highdicom as hd
 import pytest
 from pydicom.sr.codedict import codes
 
@@ -43,3 +44,19 @@ def test_image_library_groups_images_by_modality() -> None:
 def test_empty_image_library_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one image"):
         image_library([])
+
+
+def test_measurement_about_names_its_subject_and_evaluations_carry_a_probability() -> None:
+    from inference.hd_compat import evaluation_with_probability, measurement_about
+
+    melanoma = hd.sr.CodedConcept("1162635006", "SCT", "Malignant melanoma")
+    unit = hd.sr.CodedConcept("1", "UCUM", "no units")
+    measurement = measurement_about(codes.DCM.Probability, 0.25, unit, melanoma)
+    (modifier,) = measurement[0].ContentSequence
+    assert modifier.RelationshipType == "HAS CONCEPT MOD"
+    assert modifier.ConceptNameCodeSequence[0].CodeValue == "246090004"
+    assert modifier.ConceptCodeSequence[0].CodeValue == "1162635006"
+    evaluation = evaluation_with_probability(codes.DCM.DifferentialDiagnosisImpression, melanoma, 0.25, unit)
+    (child,) = evaluation[0].ContentSequence
+    assert child.RelationshipType == "HAS PROPERTIES"
+    assert float(child.MeasuredValueSequence[0].NumericValue) == 0.25
