@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,22 +64,23 @@ def _wait_for_signal() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from dicom_node.server import Node
-    from workers.app import create_app
+    from workers.app import build_runtime, create_app
     from workers.dispatch import ANALYSE_TASK, CeleryDispatcher, Dispatcher, InProcessDispatcher
-    from workers.pipeline import StudyAnalysis
 
     settings = settings_from(args)
     _logging(settings)
     dispatcher: Dispatcher
+    close_after: list[Callable[[], None]] = []
     if settings.broker_url:
         dispatcher = CeleryDispatcher(create_app(settings), settings.queue_name)
         LOG.info("queueing complete studies to %s (queue %s)", settings.broker_url, settings.queue_name)
     else:
-        analysis = StudyAnalysis(settings)
-        analysis.analyzer  # noqa: B018  (load the models now: a bad bundle fails at start, not later)
-        task = create_app(settings, analysis).tasks[ANALYSE_TASK]
+        runtime = build_runtime(settings, embedded=True)
+        runtime.analysis.analyzer  # noqa: B018  (load the models now: a bad bundle fails at start, not later)
+        task = runtime.app.tasks[ANALYSE_TASK]
         dispatcher = InProcessDispatcher(lambda message: task.apply(kwargs={"message": message}).get())
-        LOG.info("embedded worker: analysing in this process (no broker configured)")
+        close_after.append(runtime.scheduler.close)
+        LOG.info("embedded worker: analysing and delivering in this process (no broker configured)")
     node = Node(settings, dispatcher)
     node.start()
     print(f"dermnode {settings.ae_title} listening on {settings.bind_address}:{node.port}", flush=True)
@@ -87,6 +88,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _wait_for_signal()
     finally:
         node.stop()
+        for close in close_after:
+            close()
     return 0
 
 
@@ -97,9 +100,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _logging(settings)
     if not settings.broker_url:
         raise DermnodeError("dermnode worker needs a broker: pass --broker redis://HOST:6379/0 or set broker_url")
+    if not set(args.queues) <= {"analysis", "delivery"} or not args.queues:
+        raise DermnodeError(f"--queues {','.join(args.queues)}: use analysis, delivery or analysis,delivery")
     app = create_app(settings)
+    queues = {"analysis": settings.queue_name, "delivery": settings.delivery_queue}
     argv = [
-        "worker", "--queues", settings.queue_name, "--concurrency", str(args.concurrency),
+        "worker", "--queues", ",".join(queues[q] for q in args.queues), "--concurrency", str(args.concurrency),
         "--pool", args.pool, "--loglevel", settings.log_level, "--without-gossip", "--without-mingle",
     ]
     if args.hostname:
@@ -162,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--pool", default="solo", choices=["solo", "prefork", "threads"],
                         help="Celery pool (default solo: one model copy per process)")
     worker.add_argument("--hostname", help="Celery node name, e.g. gpu0@%%h")
+    worker.add_argument("--queues", type=lambda v: v.split(","), default=["analysis", "delivery"],
+                        help="work to take: analysis, delivery or both (default analysis,delivery)")
     worker.set_defaults(func=cmd_worker)
 
     studies = sub.add_parser("studies", help="list studies in the ledger with their state (audit)")

@@ -2,9 +2,11 @@
 
 States of a study::
 
-    receiving ──(complete)──▶ complete ──▶ queued ──▶ analysing ──▶ delivered
-                                   ▲                      │  └────▶ failed (reason)
-                                   └── late instance ─────┘  (generation + 1, back to receiving)
+    receiving ─▶ complete ─▶ queued ─▶ analysing ─▶ delivering ─▶ delivered
+                    ▲                         │            └────▶ failed (reason)
+                    │                         ├─▶ analysed (no destination: outputs in the outbox)
+                    │                         └─▶ failed (reason)
+       any state ── late instance ─▶ receiving (generation + 1)
 
 Each state change is also written to the ``events`` table, the audit trail an admin can read.
 The ledger is opened by the node and by each worker process; SQLite's WAL mode and a busy
@@ -32,12 +34,24 @@ class StudyState(StrEnum):
     COMPLETE = "complete"
     QUEUED = "queued"
     ANALYSING = "analysing"
+    DELIVERING = "delivering"
+    ANALYSED = "analysed"
     DELIVERED = "delivered"
     FAILED = "failed"
 
 
 #: States in which a study still owes the sender its results (re-queued on restart).
-UNFINISHED = (StudyState.COMPLETE, StudyState.QUEUED, StudyState.ANALYSING)
+UNFINISHED = (StudyState.COMPLETE, StudyState.QUEUED, StudyState.ANALYSING, StudyState.DELIVERING)
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+FINAL_DELIVERY_STATES = (DeliveryState.DELIVERED, DeliveryState.FAILED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS studies (
@@ -280,9 +294,9 @@ class Ledger:
             self._event(db, "output-written", study_uid, sop_instance_uid, {"kind": kind, "path": str(path)})
 
     def record_delivery(
-        self, study_uid: str, generation: int, destination: str, delivered: bool, attempts: int, detail: str
+        self, study_uid: str, generation: int, destination: str, state: DeliveryState, attempts: int, detail: str
     ) -> None:
-        state = "delivered" if delivered else "failed"
+        """Record the state of one generation's delivery to one destination (audited)."""
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?)",

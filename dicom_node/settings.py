@@ -129,6 +129,7 @@ class Settings(BaseModel):
     broker_url: str | None = None
     result_backend: str | None = None
     queue_name: str = "dermnode.analysis"
+    delivery_queue: str = "dermnode.delivery"
     classifier_bundle: Path | None = None
     segmenter_bundle: Path | None = None
     device: Literal["cpu", "cuda", "auto"] = "cpu"
@@ -185,6 +186,7 @@ ENVIRONMENT = {
     "DERMNODE_QUIET_PERIOD": "completion.quiet_period_s",
     "DERMNODE_BROKER_URL": "broker_url",
     "DERMNODE_QUEUE": "queue_name",
+    "DERMNODE_DELIVERY_QUEUE": "delivery_queue",
     "DERMNODE_RESULT_BACKEND": "result_backend",
     "DERMNODE_CLASSIFIER_BUNDLE": "classifier_bundle",
     "DERMNODE_SEGMENTER_BUNDLE": "segmenter_bundle",

@@ -1,6 +1,7 @@
-"""Analysis of one complete study: spool → pixels → models → SEG + SR → outbox → destinations.
+"""Analysis of one complete study: spool → pixels → models → SEG + SR → outbox → delivery jobs.
 
-Every path ends in a ledger state: delivered, analysed (no destination), or failed with a reason.
+Every path ends in a ledger state: delivering (then delivered or failed, see :mod:`workers.delivery`),
+analysed (no destination), or failed with a reason.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pydicom import Dataset, dcmread
 
 from dicom_node.errors import DermnodeError, InferenceError
 from dicom_node.ledger import Ledger, StudyState
-from dicom_node.sender import DeliveryResult, StoreSender
 from dicom_node.settings import Settings
 from inference.pixels import rgb_pixels
 from inference.predict import Analyzer
@@ -26,9 +26,12 @@ from inference.prediction import LesionPrediction
 from inference.readback import validate_readback
 from inference.seg import build_attention_segmentation, build_segmentation
 from inference.sr import build_report, report_uids
+from workers.delivery import DeliveryScheduler, start_deliveries
 from workers.jobs import AnalysisJob
 
 LOG = logging.getLogger("dermnode.worker")
+
+AnalyzerFactory = Callable[[], Analyzer]
 
 
 @dataclass
@@ -37,18 +40,11 @@ class StudyOutcome:
     generation: int
     state: str
     outputs: list[str] = field(default_factory=list)
-    deliveries: list[DeliveryResult] = field(default_factory=list)
     reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "study_uid": self.study_uid,
-            "generation": self.generation,
-            "state": self.state,
-            "outputs": self.outputs,
-            "deliveries": [d.__dict__ for d in self.deliveries],
-            "reason": self.reason,
-        }
+        return {"study_uid": self.study_uid, "generation": self.generation, "state": self.state,
+                "outputs": self.outputs, "reason": self.reason}
 
 
 def _write_durably(ds: Dataset, path: Path) -> None:
@@ -76,31 +72,23 @@ class StudyAnalysis:
     def __init__(
         self,
         settings: Settings,
-        ledger: Ledger | None = None,
-        analyzer_factory: Callable[[], Analyzer] | None = None,
-        sender: StoreSender | None = None,
+        scheduler: DeliveryScheduler,
+        ledger: Callable[[], Ledger],
+        analyzer_factory: AnalyzerFactory | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._settings = settings
+        self._scheduler = scheduler
         self._ledger = ledger
         self._analyzer: Analyzer | None = None
         self._analyzer_factory = analyzer_factory or (
             lambda: Analyzer.from_bundles(settings.classifier_bundle, settings.segmenter_bundle, settings.device)
         )
-        self._sender = sender or StoreSender(
-            settings.ae_title,
-            attempts=settings.send_attempts,
-            backoff_s=settings.send_backoff_s,
-            timeout_s=settings.network_timeout_s,
-            max_pdu=settings.max_pdu_size,
-        )
         self._clock = clock
 
     @property
     def ledger(self) -> Ledger:
-        if self._ledger is None:
-            self._ledger = Ledger(self._settings.ledger_path)
-        return self._ledger
+        return self._ledger()
 
     @property
     def analyzer(self) -> Analyzer:
@@ -134,22 +122,16 @@ class StudyAnalysis:
             LOG.exception("study %s: %s", job.study_uid, reason)
             ledger.transition(job.study_uid, StudyState.FAILED, generation=job.generation, reason=reason)
             raise
-        outcome = StudyOutcome(job.study_uid, job.generation, StudyState.DELIVERED,
-                               outputs=[str(p) for p in outputs])
-        for dest in job.destinations:
-            result = self._sender.send(dest, outputs)
-            ledger.record_delivery(job.study_uid, job.generation, result.destination, result.delivered,
-                                   result.attempts, result.detail)
-            outcome.deliveries.append(result)
-        failed = [d for d in outcome.deliveries if not d.delivered]
-        if failed:
-            outcome.state = StudyState.FAILED
-            outcome.reason = "; ".join(f"{d.destination}: {d.detail}" for d in failed)
-        elif not job.destinations:
-            outcome.reason = "no destination configured; outputs are in the outbox"
-        ledger.transition(job.study_uid, StudyState(outcome.state), generation=job.generation,
-                          reason=outcome.reason)
-        return outcome
+        files = [str(p) for p in outputs]
+        if not job.destinations:
+            reason = "no destination configured; outputs are in the outbox"
+            ledger.transition(job.study_uid, StudyState.ANALYSED, generation=job.generation, reason=reason)
+            return StudyOutcome(job.study_uid, job.generation, StudyState.ANALYSED, files, reason)
+        if not ledger.transition(job.study_uid, StudyState.DELIVERING, expect=[StudyState.ANALYSING],
+                                 generation=job.generation):
+            return StudyOutcome(job.study_uid, job.generation, "skipped", files, "re-opened during analysis")
+        start_deliveries(ledger, self._scheduler, job.study_uid, job.generation, job.destinations)
+        return StudyOutcome(job.study_uid, job.generation, StudyState.DELIVERING, files)
 
     def _previous_reports(
         self, job: AnalysisJob, sources: list[Dataset], predictions: list[LesionPrediction]

@@ -158,3 +158,35 @@ def test_restart_delivers_a_complete_undelivered_study(
     finally:
         second.stop()
     assert "delivered" in _studies(data_dir)
+
+
+def test_late_instance_triggers_reanalysis_with_a_new_report_version(
+    tmp_path: Path, destination: dcmtk.StoreSCP
+) -> None:
+    """A late image re-opens the study: unchanged images keep their SEG UIDs, the SR is a new version."""
+    data_dir = tmp_path / "node"
+    node = DermnodeProcess(_serve_args(data_dir, destination))
+    try:
+        port = node.wait_listening()
+        study_uid = f"2.25.{uuid.uuid4().int}"
+        first = write_study(tmp_path / "a", n_images=1, study_uid=study_uid)
+        assert dcmtk.storescu(port, first).returncode == 0
+        before = {dcmread(f).SOPInstanceUID: dcmread(f) for f in destination.wait_for(_expected_objects(1))}
+        late = write_study(tmp_path / "b", n_images=1, study_uid=study_uid)
+        assert dcmtk.storescu(port, late).returncode == 0
+        after_files = destination.wait_for(len(before) + _expected_objects(2) - 2, timeout=120)
+        node.wait_for_log(r"study \S+ generation 2 queued")
+        node.wait_for_log(r"delivered 5 object\(s\)")
+    finally:
+        node.stop()
+    after = {dcmread(f).SOPInstanceUID: dcmread(f) for f in after_files}
+    old_sr = next(d for d in before.values() if d.Modality == "SR")
+    new_srs = [d for uid, d in after.items() if d.Modality == "SR" and uid != old_sr.SOPInstanceUID]
+    assert len(new_srs) == 1, "the re-analysis must produce a new SR version"
+    new_sr = new_srs[0]
+    assert new_sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0] \
+        .ReferencedSOPInstanceUID == old_sr.SOPInstanceUID
+    assert new_sr.SeriesInstanceUID == old_sr.SeriesInstanceUID
+    old_segs = {uid for uid, d in before.items() if d.Modality == "SEG"}
+    assert old_segs <= set(after), "the unchanged image's SEG objects keep their UIDs (replaced, not duplicated)"
+    assert "delivered" in _studies(data_dir)

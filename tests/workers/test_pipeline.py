@@ -1,22 +1,24 @@
-"""The analysis pipeline in one process: real models (shipped bundles), real ledger, real storescp."""
+"""The analysis and delivery tasks in one process: real models (shipped bundles), real ledger, real storescp."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 
-from dicom_node.ledger import Ledger, ReceivedInstance, StudyState
-from dicom_node.sender import StoreSender
+from dicom_node.ledger import DeliveryState, Ledger, ReceivedInstance, StudyState
 from dicom_node.settings import Settings, load_settings
 from dicom_node.spool import Spool
 from inference.predict import Analyzer
 from tests import dcmtk
 from tests.factories import write_study
+from workers.app import WorkerRuntime, build_runtime
+from workers.delivery import Delivery, DeliveryJob
+from workers.dispatch import ANALYSE_TASK
 from workers.jobs import Address, AnalysisJob
-from workers.pipeline import StudyAnalysis
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,8 @@ def analyzer() -> Analyzer:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(None, {}, {"data_dir": tmp_path / "data", "send_attempts": 2, "send_backoff_s": 0})
+    return load_settings(None, {}, {"data_dir": tmp_path / "data", "send_attempts": 3, "send_backoff_s": 0.05,
+                                    "network_timeout_s": 5})
 
 
 @pytest.fixture
@@ -34,6 +37,13 @@ def ledger(settings: Settings) -> Iterator[Ledger]:
     ledger = Ledger(settings.ledger_path)
     yield ledger
     ledger.close()
+
+
+@pytest.fixture
+def runtime(settings: Settings, analyzer: Analyzer) -> Iterator[WorkerRuntime]:
+    rt = build_runtime(settings, embedded=True, analyzer_factory=lambda: analyzer)
+    yield rt
+    rt.scheduler.close()
 
 
 def _spool_study(tmp_path: Path, settings: Settings, ledger: Ledger, n: int = 2) -> str:
@@ -49,55 +59,93 @@ def _spool_study(tmp_path: Path, settings: Settings, ledger: Ledger, n: int = 2)
     return study_uid
 
 
-def _analysis(settings: Settings, ledger: Ledger, analyzer: Analyzer) -> StudyAnalysis:
-    sender = StoreSender(settings.ae_title, attempts=2, backoff_s=0, timeout_s=5)
-    return StudyAnalysis(settings, ledger=ledger, analyzer_factory=lambda: analyzer, sender=sender)
+def _analyse(runtime: WorkerRuntime, job: AnalysisJob) -> dict[str, object]:
+    return dict(runtime.app.tasks[ANALYSE_TASK].apply(kwargs={"message": job.to_message()}).get())
+
+
+def _wait_state(ledger: Ledger, study_uid: str, states: set[StudyState], timeout: float = 60) -> StudyState:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        study = ledger.study(study_uid)
+        if study is not None and study.state in states:
+            return study.state
+        time.sleep(0.05)
+    raise AssertionError(f"study {study_uid} never reached {states}: {ledger.study(study_uid)}")
 
 
 def test_outputs_are_written_recorded_and_deterministic(
-    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer
+    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
 ) -> None:
     study_uid = _spool_study(tmp_path, settings, ledger)
-    analysis = _analysis(settings, ledger, analyzer)
-    first = analysis.run(AnalysisJob(study_uid, 1, ()))
-    assert first.state == StudyState.DELIVERED, first.reason
-    assert "no destination configured" in first.reason
-    assert len(first.outputs) == 5 and all(Path(p).is_file() for p in first.outputs)
+    first = _analyse(runtime, AnalysisJob(study_uid, 1, ()))
+    assert first["state"] == StudyState.ANALYSED, first["reason"]
+    assert "no destination configured" in str(first["reason"])
+    outputs = list(first["outputs"])  # type: ignore[call-overload]
+    assert len(outputs) == 5 and all(Path(p).is_file() for p in outputs)
     assert {o["kind"] for o in ledger.outputs(study_uid)} == {"seg", "attention-seg", "sr"}
     # a redelivered task produces the very same objects (same UIDs), replacing rather than duplicating
     ledger.transition(study_uid, StudyState.QUEUED)
-    again = analysis.run(AnalysisJob(study_uid, 1, ()))
-    assert sorted(again.outputs) == sorted(first.outputs)
+    again = _analyse(runtime, AnalysisJob(study_uid, 1, ()))
+    assert sorted(again["outputs"]) == sorted(outputs)  # type: ignore[call-overload]
 
 
-def test_unreachable_destination_fails_with_reason_after_bounded_retries(
-    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer
+def test_delivery_runs_on_its_own_queue_and_closes_the_study(
+    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
+) -> None:
+    study_uid = _spool_study(tmp_path, settings, ledger, n=1)
+    scp = dcmtk.StoreSCP(tmp_path / "pacs", ae_title="PACS")
+    try:
+        outcome = _analyse(runtime, AnalysisJob(study_uid, 1, (Address("PACS", "127.0.0.1", scp.port),)))
+        assert outcome["state"] == StudyState.DELIVERING
+        assert _wait_state(ledger, study_uid, {StudyState.DELIVERED, StudyState.FAILED}) == StudyState.DELIVERED
+        assert len(scp.wait_for(3)) == 3
+    finally:
+        scp.stop()
+    [row] = ledger.deliveries(study_uid)
+    assert row["state"] == DeliveryState.DELIVERED and row["attempts"] == 1
+
+
+def test_unreachable_destination_is_retried_with_backoff_then_fails_with_reason(
+    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
 ) -> None:
     study_uid = _spool_study(tmp_path, settings, ledger, n=1)
     dead = Address("PACS", "127.0.0.1", dcmtk.free_port())
-    outcome = _analysis(settings, ledger, analyzer).run(AnalysisJob(study_uid, 1, (dead,)))
-    assert outcome.state == StudyState.FAILED
+    assert _analyse(runtime, AnalysisJob(study_uid, 1, (dead,)))["state"] == StudyState.DELIVERING
+    assert _wait_state(ledger, study_uid, {StudyState.DELIVERED, StudyState.FAILED}) == StudyState.FAILED
     study = ledger.study(study_uid)
-    assert study is not None and study.state == StudyState.FAILED
-    assert "PACS@127.0.0.1" in study.reason and "no association" in study.reason
-    [delivery] = ledger.deliveries(study_uid)
-    assert delivery["state"] == "failed" and delivery["attempts"] == 2
+    assert study is not None and "PACS@127.0.0.1" in study.reason and "no association" in study.reason
+    [row] = ledger.deliveries(study_uid)
+    assert row["state"] == DeliveryState.FAILED and row["attempts"] == settings.send_attempts
+    retries = [e for e in ledger.events(study_uid) if e.kind == "delivery-retrying"]
+    assert len(retries) == settings.send_attempts - 1
 
 
-def test_stale_generation_is_skipped(tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer) -> None:
+def test_one_attempt_says_when_to_retry(tmp_path: Path, settings: Settings, ledger: Ledger) -> None:
     study_uid = _spool_study(tmp_path, settings, ledger, n=1)
-    outcome = _analysis(settings, ledger, analyzer).run(AnalysisJob(study_uid, 7, ()))
-    assert outcome.state == "skipped"
+    ledger.transition(study_uid, StudyState.DELIVERING)
+    job = DeliveryJob(study_uid, 1, Address("PACS", "127.0.0.1", dcmtk.free_port()), attempt=2)
+    outcome = Delivery(settings, lambda: ledger).attempt(job)
+    assert outcome.state == DeliveryState.RETRYING
+    assert outcome.retry_in_s == pytest.approx(settings.send_backoff_s * 2)
+    assert ledger.study(study_uid).state == StudyState.DELIVERING  # type: ignore[union-attr]
+
+
+def test_stale_generation_is_skipped(
+    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
+) -> None:
+    study_uid = _spool_study(tmp_path, settings, ledger, n=1)
+    assert _analyse(runtime, AnalysisJob(study_uid, 7, ()))["state"] == "skipped"
     assert ledger.study(study_uid).state == StudyState.QUEUED  # type: ignore[union-attr]
 
 
 def test_corrupt_spooled_file_fails_the_study_with_the_reason(
-    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer
+    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
 ) -> None:
     study_uid = _spool_study(tmp_path, settings, ledger, n=1)
     [inst] = ledger.instances(study_uid)
     inst.path.write_bytes(inst.path.read_bytes()[:2000])  # disk corruption after acknowledgement
-    outcome = _analysis(settings, ledger, analyzer).run(AnalysisJob(study_uid, 1, ()))
-    assert outcome.state == StudyState.FAILED
+    outcome = _analyse(runtime, AnalysisJob(study_uid, 1, ()))
+    assert outcome["state"] == StudyState.FAILED
     study = ledger.study(study_uid)
-    assert study is not None and study.state == StudyState.FAILED and study.reason.startswith("analysis")
+    assert study is not None and study.state == StudyState.FAILED
+    assert study.reason.startswith("analysis failed") and inst.sop_instance_uid in study.reason

@@ -1,0 +1,205 @@
+"""Delivery of a study generation's outputs to one destination, as its own queued task.
+
+Analysis workers (GPUs) never wait on a slow or absent PACS: each destination gets a delivery job
+on the delivery queue; a failed attempt is re-queued with exponential back-off until
+``send_attempts`` is reached. When every destination of a generation has a final state, the study
+becomes delivered, or failed with the reasons.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from celery import Celery
+
+from dicom_node.ledger import FINAL_DELIVERY_STATES, DeliveryState, Ledger, StudyState
+from dicom_node.sender import StoreSender
+from dicom_node.settings import Settings
+from workers.jobs import Address
+
+LOG = logging.getLogger("dermnode.delivery")
+
+DELIVER_TASK = "dermnode.deliver"
+
+#: Send order: segmentations before the report that references them.
+_KIND_ORDER = {"seg": 0, "attention-seg": 1, "sr": 2}
+
+
+@dataclass(frozen=True)
+class DeliveryJob:
+    study_uid: str
+    generation: int
+    destination: Address
+    attempt: int = 1
+
+    def to_message(self) -> dict[str, Any]:
+        d = self.destination
+        return {"study_uid": self.study_uid, "generation": self.generation, "attempt": self.attempt,
+                "destination": {"ae_title": d.ae_title, "host": d.host, "port": d.port}}
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> DeliveryJob:
+        try:
+            d = message["destination"]
+            return cls(str(message["study_uid"]), int(message["generation"]),
+                       Address(str(d["ae_title"]), str(d["host"]), int(d["port"])), int(message.get("attempt", 1)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"malformed delivery job message {message!r}: {e}") from e
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    job: DeliveryJob
+    state: DeliveryState | str
+    detail: str
+    retry_in_s: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.job.to_message(), "state": str(self.state), "detail": self.detail,
+                "retry_in_s": self.retry_in_s}
+
+
+class DeliveryScheduler(Protocol):
+    def schedule(self, job: DeliveryJob, delay_s: float = 0.0) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class CeleryDeliveryScheduler:
+    """Publishes delivery jobs to the delivery queue (with a countdown for retries)."""
+
+    def __init__(self, app: Celery, queue_name: str) -> None:
+        self._app = app
+        self._queue = queue_name
+
+    def schedule(self, job: DeliveryJob, delay_s: float = 0.0) -> None:
+        self._app.send_task(DELIVER_TASK, kwargs={"message": job.to_message()}, queue=self._queue,
+                            countdown=delay_s or None)
+
+    def close(self) -> None:
+        """Nothing to release: jobs live in the broker."""
+
+
+class InProcessDeliveryScheduler:
+    """The embedded default: a background thread runs due delivery jobs in time order.
+
+    Jobs held in memory are not lost on a crash: the study stays "delivering" in the ledger and is
+    analysed and delivered again (same UIDs) when the node restarts.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._heap: list[tuple[float, int, DeliveryJob]] = []
+        self._counter = 0
+        self._cv = threading.Condition()
+        self._run: Callable[[DeliveryJob], object] | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="dermnode-embedded-delivery", daemon=True)
+
+    def bind(self, run: Callable[[DeliveryJob], object]) -> None:
+        """Set what runs a due job (the Celery task, applied in-process) and start the thread."""
+        self._run = run
+        self._thread.start()
+
+    def schedule(self, job: DeliveryJob, delay_s: float = 0.0) -> None:
+        with self._cv:
+            self._counter += 1
+            heapq.heappush(self._heap, (self._clock() + delay_s, self._counter, job))
+            self._cv.notify()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout=60)
+
+    def _loop(self) -> None:
+        assert self._run is not None
+        while True:
+            with self._cv:
+                while not self._closed and (not self._heap or self._heap[0][0] > self._clock()):
+                    timeout = self._heap[0][0] - self._clock() if self._heap else None
+                    self._cv.wait(timeout)
+                if self._closed:
+                    return
+                _, _, job = heapq.heappop(self._heap)
+            try:
+                self._run(job)
+            except Exception:
+                LOG.exception("embedded delivery of study %s to %s failed", job.study_uid, job.destination.describe())
+
+
+class Delivery:
+    """One attempt per call; says whether to retry; closes the study when all destinations are final."""
+
+    def __init__(self, settings: Settings, ledger: Callable[[], Ledger], sender: StoreSender | None = None) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self._sender = sender or StoreSender(
+            settings.ae_title, attempts=1, timeout_s=settings.network_timeout_s, max_pdu=settings.max_pdu_size
+        )
+
+    def files(self, study_uid: str, generation: int) -> list[Path]:
+        outputs = self._ledger().outputs(study_uid, generation)
+        outputs.sort(key=lambda o: (_KIND_ORDER.get(o["kind"], 9), o["sop_instance_uid"]))
+        return [Path(o["path"]) for o in outputs]
+
+    def attempt(self, job: DeliveryJob) -> DeliveryOutcome:
+        ledger = self._ledger()
+        study = ledger.study(job.study_uid)
+        if study is None or study.generation != job.generation or study.state != StudyState.DELIVERING:
+            LOG.info("delivery of study %s generation %d is stale; skipping", job.study_uid, job.generation)
+            return DeliveryOutcome(job, "skipped", "stale job")
+        dest = job.destination.describe()
+        result = self._sender.send(job.destination, self.files(job.study_uid, job.generation))
+        if result.delivered:
+            ledger.record_delivery(job.study_uid, job.generation, dest, DeliveryState.DELIVERED, job.attempt,
+                                   "delivered")
+            outcome = DeliveryOutcome(job, DeliveryState.DELIVERED, "delivered")
+        elif job.attempt < self._settings.send_attempts:
+            delay = self._settings.send_backoff_s * 2 ** (job.attempt - 1)
+            ledger.record_delivery(job.study_uid, job.generation, dest, DeliveryState.RETRYING, job.attempt,
+                                   f"{result.detail}; retry in {delay:g} s")
+            return DeliveryOutcome(job, DeliveryState.RETRYING, result.detail, retry_in_s=delay)
+        else:
+            ledger.record_delivery(job.study_uid, job.generation, dest, DeliveryState.FAILED, job.attempt,
+                                   result.detail)
+            LOG.error("delivery of study %s to %s failed after %d attempts: %s", job.study_uid, dest,
+                      job.attempt, result.detail)
+            outcome = DeliveryOutcome(job, DeliveryState.FAILED, result.detail)
+        self._close_if_final(job.study_uid, job.generation)
+        return outcome
+
+    def _close_if_final(self, study_uid: str, generation: int) -> None:
+        ledger = self._ledger()
+        rows = [r for r in ledger.deliveries(study_uid) if r["generation"] == generation]
+        if any(r["state"] not in FINAL_DELIVERY_STATES for r in rows):
+            return
+        failed = [r for r in rows if r["state"] == DeliveryState.FAILED]
+        if failed:
+            reason = "; ".join(f"{r['destination']}: {r['detail']}" for r in failed)
+            ledger.transition(study_uid, StudyState.FAILED, expect=[StudyState.DELIVERING], generation=generation,
+                              reason=f"delivery failed: {reason}")
+        else:
+            ledger.transition(study_uid, StudyState.DELIVERED, expect=[StudyState.DELIVERING], generation=generation)
+
+
+def start_deliveries(ledger: Ledger, scheduler: DeliveryScheduler, study_uid: str, generation: int,
+                     destinations: tuple[Address, ...]) -> None:
+    """Mark each destination pending and queue its first attempt (the study must be "delivering")."""
+    for dest in destinations:
+        ledger.record_delivery(study_uid, generation, dest.describe(), DeliveryState.PENDING, 0, "queued")
+    for dest in destinations:
+        scheduler.schedule(DeliveryJob(study_uid, generation, dest))
+
+
+def next_attempt(job: DeliveryJob) -> DeliveryJob:
+    return replace(job, attempt=job.attempt + 1)
