@@ -125,9 +125,14 @@ def build_report(
     for i in order:
         source, seg, prediction = sources[i], segmentations[i], predictions[i]
         try:
-            features = _features(source, prediction, images[i])
             groups.append(_classification_group(source, prediction, uid_prefix))
-            groups.append(_segmentation_group(source, seg, prediction, features, uid_prefix))
+            if not prediction.mask.any():  # nothing segmented: an empty SEG, area 0, no outline
+                groups.append(_segmentation_group(source, seg, prediction, _area(0.0, _calibrated(source)), uid_prefix))
+                continue
+            features = _features(source, prediction, images[i])
+            groups.append(
+                _segmentation_group(source, seg, prediction, _area(features.area, features.calibrated), uid_prefix)
+            )
             groups.append(_outline_group(source, prediction, features, uid_prefix))
         except (ValueError, TypeError) as e:
             raise OutputError(f"Could not build the report content for instance {source.SOPInstanceUID}: {e}") from e
@@ -228,7 +233,7 @@ def _segmentation_group(
     source: Dataset,
     seg: hd.seg.Segmentation,
     prediction: LesionPrediction,
-    features: LesionMeasurements,
+    area: hd.sr.Measurement,
     prefix: str,
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     reference = hd.sr.ReferencedSegmentationFrame(
@@ -249,7 +254,7 @@ def _segmentation_group(
         finding_type=LESION,
         algorithm_id=_algorithm_id(prediction.segmenter),
         finding_sites=_finding_sites(source),
-        measurements=[_area(features)],
+        measurements=[area],
     )
     drop_referenced_frame_numbers(group)
     return group
@@ -268,7 +273,7 @@ def _outline_group(
     )
     length_unit = MILLIMETRE if features.calibrated else PIXELS
     measurements = [
-        _area(features),
+        _area(features.area, features.calibrated),
         hd.sr.Measurement(
             name=codes.SCT.Diameter,
             value=features.max_diameter,
@@ -300,16 +305,16 @@ def _features(source: Dataset, prediction: LesionPrediction, rgb: npt.NDArray[np
     if rgb is None and "PixelData" in source:
         rgb = rgb_pixels(source)
     spacing = source.get("PixelSpacing")
-    pixel_spacing = (float(spacing[0]), float(spacing[1])) if spacing else None
+    pixel_spacing = (float(spacing[0]), float(spacing[1])) if _calibrated(source) else None
     return measure_lesion(prediction.mask, rgb, pixel_spacing)
 
 
-def _area(features: LesionMeasurements) -> hd.sr.Measurement:
-    return hd.sr.Measurement(
-        name=codes.SCT.Area,
-        value=features.area,
-        unit=SQUARE_MILLIMETRE if features.calibrated else PIXELS,
-    )
+def _area(value: float, calibrated: bool) -> hd.sr.Measurement:
+    return hd.sr.Measurement(name=codes.SCT.Area, value=value, unit=SQUARE_MILLIMETRE if calibrated else PIXELS)
+
+
+def _calibrated(source: Dataset) -> bool:
+    return bool(source.get("PixelSpacing"))
 
 
 def _algorithm_id(model: ModelIdentity) -> hd.sr.AlgorithmIdentification:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -135,3 +136,16 @@ def test_seg_of_a_jpeg_source_validates(tmp_path: Path) -> None:
     path = _write(build_segmentation(source, make_prediction(), content_datetime=WHEN), tmp_path / "seg.dcm")
     assert dciodvfy_problems(path) == []
     assert np.array_equal(hd.seg.segread(path).pixel_array.astype(bool), lesion_mask(96, 128))
+
+
+@pytest.mark.parametrize(("rows", "columns"), [(97, 131), (1, 9), (64, 3)])
+def test_bit_packing_of_odd_sizes_keeps_the_mask_exact(rows: int, columns: int) -> None:
+    source = dermoscopy_dataset(rows=rows, columns=columns)
+    rng = np.random.default_rng(rows * columns)
+    mask = rng.random((rows, columns)) > 0.5
+    prediction = make_prediction(rows=rows, columns=columns)
+    prediction = dataclasses.replace(prediction, mask=mask)
+    back = validate_readback(build_segmentation(source, prediction, content_datetime=WHEN))
+    assert isinstance(back, hd.seg.Segmentation)
+    frame = back.get_pixels_by_source_instance([source.SOPInstanceUID], segment_numbers=[1])
+    assert np.array_equal(frame[0, :, :, 0].astype(bool), mask)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import shutil
 import subprocess
@@ -224,3 +225,18 @@ def test_inconsistent_inputs_are_refused() -> None:
         build_report([sources[0], other], segs, predictions, content_datetime=WHEN)
     with pytest.raises(OutputError, match="same models"):
         build_report(sources, segs, [predictions[0], make_prediction(version="9")], content_datetime=WHEN)
+
+
+def test_an_image_without_lesion_gets_area_zero_and_no_outline(tmp_path: Path) -> None:
+    sources = _study(2)
+    empty = dataclasses.replace(make_prediction(), mask=np.zeros((96, 128), dtype=bool))
+    report, _ = _report(sources, [empty, make_prediction()])
+    path = tmp_path / "sr.dcm"
+    report.save_as(path, enforce_file_format=True)
+    assert dciodvfy_problems(path) == []
+    roi_groups = hd.sr.MeasurementReport.from_sequence([validate_readback(report)]).get_planar_roi_measurement_groups()
+    assert len(roi_groups) == 3  # image 1: SEG reference only; image 2: SEG reference and outline
+    (area,) = roi_groups[0].get_measurements()
+    assert area.value == 0.0
+    assert roi_groups[0].referenced_segmentation_frame is not None
+    assert roi_groups[1].referenced_segmentation_frame is not None and roi_groups[2].roi is not None
