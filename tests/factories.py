@@ -162,17 +162,20 @@ ENCODINGS = (
     "monochrome2",
     "jpeg-baseline",
     "jpeg-baseline-444",
+    "jpeg-baseline-rgb",
     "jpeg-ls",
     "j2k-rct",
     "j2k-ict",
 )
-LOSSY_ENCODINGS = frozenset({"native-ybr-full", "jpeg-baseline", "jpeg-baseline-444", "j2k-ict"})
+LOSSY_ENCODINGS = frozenset(
+    {"native-ybr-full", "jpeg-baseline", "jpeg-baseline-444", "jpeg-baseline-rgb", "j2k-ict"}
+)
 
 
 def encoded_dermoscopy_file(directory: Path, encoding: str, **kwargs: object) -> Path:
     """Write ``dermoscopy_dataset(**kwargs)`` in one of ``ENCODINGS`` and return the file's path.
 
-    JPEG baseline (YBR_FULL_422, or YBR_FULL with "-444") and JPEG-LS are made by DCMTK
+    JPEG baseline (YBR_FULL_422, YBR_FULL with "-444", untransformed RGB with "-rgb") and JPEG-LS are made by DCMTK
     (``dcmcjpeg +eb +un``, which keeps the SOP Instance UID, and ``dcmcjpls``) because pydicom cannot
     encode JPEG baseline; JPEG 2000 is made by pydicom with the multiple-component transform
     (Photometric Interpretation YBR_RCT / YBR_ICT).
@@ -207,12 +210,12 @@ def encoded_dermoscopy_file(directory: Path, encoding: str, **kwargs: object) ->
         ds.PhotometricInterpretation = "YBR_RCT" if lossless else "YBR_ICT"
         if not lossless:
             ds.LossyImageCompression = "01"
-    if encoding in ("jpeg-baseline", "jpeg-baseline-444", "jpeg-ls"):
+    if encoding in ("jpeg-baseline", "jpeg-baseline-444", "jpeg-baseline-rgb", "jpeg-ls"):
         ds.save_as(native, enforce_file_format=True)
         if encoding == "jpeg-ls":
             cmd = ["dcmcjpls", str(native), str(path)]
         else:
-            sampling = ["+s4"] if encoding.endswith("444") else []
+            sampling = {"jpeg-baseline-444": ["+s4"], "jpeg-baseline-rgb": ["+cr"]}.get(encoding, [])
             cmd = ["dcmcjpeg", "+eb", "+un", *sampling, str(native), str(path)]
         subprocess.run(cmd, check=True, capture_output=True)
         native.unlink()

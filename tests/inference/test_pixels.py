@@ -19,7 +19,7 @@ from tests.factories import (
     lesion_image,
 )
 
-DCMTK_ENCODINGS = {"jpeg-baseline", "jpeg-baseline-444", "jpeg-ls"}
+DCMTK_ENCODINGS = {"jpeg-baseline", "jpeg-baseline-444", "jpeg-baseline-rgb", "jpeg-ls"}
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
