@@ -95,8 +95,9 @@ class OrthancPACS:
                 "dermnode": ["DERMNODE", "127.0.0.1", self.node_port],
                 "modality": ["STORESCU", "127.0.0.1", 104],
             },
-            # Orthanc's SCP knows only DCMTK's storage classes; dermoscopy may be "unknown" to it.
-            "UnknownSopClassAccepted": True,
+            # Not promiscuous: Orthanc 1.10 (DCMTK 3.6.7) knows the dermoscopy, SEG and SR storage
+            # classes, so the test shows that a PACS in its standard configuration takes our outputs.
+            "UnknownSopClassAccepted": False,
             "AcceptedTransferSyntaxes": ["1.2.840.10008.1.*"],
             # Our outputs have deterministic UIDs: a re-analysis replaces them.
             "OverwriteInstances": True,
