@@ -58,9 +58,7 @@ class Analyzer:
                 f"{classifier.path} is a {classifier.metadata.task.value} bundle; expected classification."
             )
         if segmenter.metadata.task is not Task.SEGMENTATION:
-            raise BundleError(
-                f"{segmenter.path} is a {segmenter.metadata.task.value} bundle; expected segmentation."
-            )
+            raise BundleError(f"{segmenter.path} is a {segmenter.metadata.task.value} bundle; expected segmentation.")
         self.classifier = classifier
         self.segmenter = segmenter
         self.options = options or AnalysisOptions()
@@ -84,9 +82,7 @@ class Analyzer:
             options,
         )
 
-    def analyze(
-        self, images: Sequence[npt.NDArray[np.uint8]], *, attention: bool = True
-    ) -> list[LesionPrediction]:
+    def analyze(self, images: Sequence[npt.NDArray[np.uint8]], *, attention: bool = True) -> list[LesionPrediction]:
         """Classify and segment uint8 RGB (rows, columns, 3) images; one prediction per image, in order."""
         for i, image in enumerate(images):
             check_rgb(image, f"image {i}")
@@ -100,15 +96,9 @@ class Analyzer:
 
     def classify(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
         """Calibrated class probabilities (N, labels) with the configured TTA."""
-        meta = self.classifier.metadata
         batch = self._batch(images, self.classifier)
-        with torch.inference_mode():
-            probs = torch.zeros((len(images), len(meta.labels)), device=batch.device)
-            views = TTA_VIEWS if self.options.tta else TTA_VIEWS[:1]
-            for flip in views:
-                logits = self.classifier.network(_flip(batch, flip)).float()
-                probs += torch.softmax(logits / meta.temperature, dim=1)
-            probs /= len(views)
+        logits = view_logits(self.classifier.network, batch, self.options.tta)
+        probs = calibrated_probabilities(logits, self.classifier.metadata.temperature)
         return probs.cpu().numpy().astype(np.float32)
 
     def segment_probabilities(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
@@ -135,17 +125,13 @@ class Analyzer:
         with torch.enable_grad():
             for cls_index in sorted(set(wanted.tolist())):
                 rows = np.flatnonzero(wanted == cls_index)
-                cam = self._cam(
-                    batch[torch.as_tensor(rows, device=batch.device)].clone(), class_idx=int(cls_index)
-                )
+                cam = self._cam(batch[torch.as_tensor(rows, device=batch.device)].clone(), class_idx=int(cls_index))
                 for row, m in zip(rows, cam[:, 0].detach().cpu().numpy(), strict=True):
                     maps[int(row)] = m.astype(np.float32)
         self.classifier.network.zero_grad(set_to_none=True)
         return maps
 
-    def _analyze_batch(
-        self, images: Sequence[npt.NDArray[np.uint8]], attention: bool
-    ) -> list[LesionPrediction]:
+    def _analyze_batch(self, images: Sequence[npt.NDArray[np.uint8]], attention: bool) -> list[LesionPrediction]:
         probs = self.classify(images)
         seg = self.segment_probabilities(images)
         cams: list[npt.NDArray[np.float32]] | None = None
@@ -173,9 +159,7 @@ class Analyzer:
 
     def _batch(self, images: Sequence[npt.NDArray[np.uint8]], bundle: Bundle) -> torch.Tensor:
         meta = bundle.metadata
-        prepared = [
-            prepare_image(image, meta.input_size, meta.normalisation.colour_constancy) for image in images
-        ]
+        prepared = [prepare_image(image, meta.input_size, meta.normalisation.colour_constancy) for image in images]
         return normalise_batch(stack_prepared(prepared).to(bundle.device), meta.normalisation)
 
     @staticmethod
@@ -200,6 +184,18 @@ class Analyzer:
                 f"Out of GPU memory analysing a batch of {n} image(s) on {self.classifier.device}; "
                 "lower the batch size or use a larger device."
             ) from e
+
+
+def view_logits(network: torch.nn.Module, batch: torch.Tensor, tta: bool) -> torch.Tensor:
+    """Classifier logits (views, N, classes) of a normalised batch for each TTA view (one view without TTA)."""
+    views = TTA_VIEWS if tta else TTA_VIEWS[:1]
+    with torch.inference_mode():
+        return torch.stack([network(_flip(batch, flip)).float() for flip in views])
+
+
+def calibrated_probabilities(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean over views of softmax(logits / temperature): (views, N, C) → (N, C)."""
+    return torch.softmax(logits / temperature, dim=2).mean(dim=0)
 
 
 def _flip(batch: torch.Tensor, flip: tuple[bool, bool]) -> torch.Tensor:

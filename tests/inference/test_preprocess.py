@@ -15,6 +15,7 @@ from inference.preprocess import (
     normalise_batch,
     prepare_image,
     resize_map,
+    resize_rgb,
     shades_of_gray,
     stack_prepared,
 )
@@ -78,3 +79,13 @@ def test_lesion_probability_sigmoid_and_softmax() -> None:
     assert torch.allclose(lesion_probability(one), torch.full((1, 2, 2), 0.5))
     two = torch.stack([torch.zeros(2, 2), torch.full((2, 2), 100.0)])[None]
     assert torch.allclose(lesion_probability(two), torch.ones((1, 2, 2)))
+
+
+def test_resize_matches_monai_resize() -> None:
+    from monai.transforms import Resize
+
+    image = lesion_image(150, 200)
+    for size in ((72, 96), (96, 128)):
+        chw = torch.from_numpy(image.transpose(2, 0, 1).copy()).float()
+        expected = torch.as_tensor(Resize(spatial_size=size, mode="area")(chw)).round().to(torch.uint8).numpy()
+        assert np.array_equal(resize_rgb(image, size), expected.transpose(1, 2, 0))

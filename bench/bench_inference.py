@@ -1,0 +1,76 @@
+"""CPU latency of the shipped bundles through Analyzer: classify + segment (+ Grad-CAM) per image.
+
+Run: ``python bench/bench_inference.py --data ../shared/data/dermoscopy --n 64 --threads 2``
+(images from the fixed validation split; synthetic 200x150 images when --data is not given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inference.data import VALIDATION_IDS, read_rgb
+from inference.evaluation import validation_records
+from inference.predict import AnalysisOptions, Analyzer
+from tests.factories import lesion_image
+
+
+def timed(analyzer: Analyzer, images: list[np.ndarray], batch: int, attention: bool, repeats: int) -> float:
+    """Median seconds per image over ``repeats`` passes in batches of ``batch``."""
+    analyzer.analyze(images[:batch], attention=attention)  # warm-up
+    runs = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        for start in range(0, len(images), batch):
+            analyzer.analyze(images[start : start + batch], attention=attention)
+        runs.append((time.perf_counter() - began) / len(images))
+    return statistics.median(runs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.data:
+        images = [
+            read_rgb(r.image_path)
+            for r in validation_records(args.data, VALIDATION_IDS, None)
+            if r.source == "HAM10000"
+        ][: args.n]
+    else:
+        images = [lesion_image(150, 200, seed=i) for i in range(args.n)]
+    results = {}
+    for tta in (False, True):
+        analyzer = Analyzer.from_bundles(options=AnalysisOptions(tta=tta))
+        for batch in (1, 16):
+            for attention in (False, True):
+                key = f"tta={tta} batch={batch} attention={attention}"
+                results[key] = round(1000 * timed(analyzer, images, batch, attention, args.repeats), 2)
+                print(f"{key}: {results[key]:.2f} ms/image", flush=True)
+    print(
+        json.dumps(
+            {
+                "cpu": platform.processor() or platform.machine(),
+                "threads": args.threads,
+                "images": len(images),
+                "ms_per_image": results,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Fixed data splits, stored as image id lists (``validation_ids.txt``)."""

@@ -1,0 +1,171 @@
+"""Training recipe of the reference classifier bundle (HAM10000's 7 classes).
+
+From scratch (no pretrained weights): batched flips/rotation/scale/colour augmentation, class-balanced
+sampling (weights ∝ 1/√count) with a matching loss weight, label smoothing 0.1, weight EMA. Afterwards the
+softmax temperature is fitted on a calibration split carved from the TRAINING lesions, and the melanoma
+operating threshold is set on the fixed validation split for sensitivity ≥ 0.90.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from dicom_node.errors import InferenceError
+from inference.bundle import BundleMetadata, Task, load_bundle
+from inference.data import Pack, Record, pack_records, partition, read_ids, read_records, split_by_lesion
+from inference.lesion_classes import HAM10000_CLASSES, MELANOMA_KEY
+from inference.networks import build_network
+from inference.predict import calibrated_probabilities, view_logits
+from inference.preprocess import normalise_batch
+from inference.training.architectures import NORMALISATION, classifier_network
+from inference.training.augment import augment
+from inference.training.loop import TrainConfig, seeded_generator, train
+from inference.training.model_card import write_trained_bundle
+
+CALIBRATION_FRACTION = 0.1
+LABEL_SMOOTHING = 0.1
+TARGET_SENSITIVITY = 0.90
+
+
+def classifier_size(image_size: int) -> tuple[int, int]:
+    """``--image-size`` is the width; rows keep HAM10000's 3:4 aspect (96 → 72 x 96)."""
+    return (round(image_size * 3 / 4 / 8) * 8, image_size)
+
+
+def train_classifier(config: TrainConfig) -> Path:
+    """Run the recipe and write a trained classifier bundle to ``config.out``; returns the bundle path."""
+    gen = seeded_generator(config.seed)
+    size = classifier_size(config.image_size)
+    records = read_records(config.data)
+    train_all, validation = partition(records, read_ids(config.validation_ids))
+    if not validation:
+        raise InferenceError(
+            f"No image of {config.data} is in {config.validation_ids}; pass the validation ids of this data."
+        )
+    training, calibration = split_by_lesion(train_all, CALIBRATION_FRACTION, config.seed)
+    packs = [
+        pack_records(part, size, NORMALISATION.colour_constancy, config.cache_dir, progress=_bar(name, config))
+        for name, part in (("train", training), ("calibration", calibration), ("validation", validation))
+    ]
+    train_pack, calib_pack, val_pack = packs
+    spec = classifier_network(len(HAM10000_CLASSES))
+    model = build_network(spec.name, spec.kwargs)
+    counts = np.bincount(train_pack.labels, minlength=len(HAM10000_CLASSES)).astype(np.float64)
+    inverse_sqrt = 1.0 / np.sqrt(np.maximum(counts, 1.0))
+    sample_weights = torch.as_tensor(inverse_sqrt[train_pack.labels], dtype=torch.float64)
+    class_weights = torch.as_tensor(inverse_sqrt / (inverse_sqrt * counts).sum() * counts.sum(), dtype=torch.float32)
+    images = torch.from_numpy(train_pack.images).permute(0, 3, 1, 2)  # uint8 NCHW view, stays on CPU
+    labels = torch.from_numpy(train_pack.labels)
+
+    def loss_fn(net: nn.Module, rows: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        device = next(net.parameters()).device
+        x = images[rows].to(device).float() / 255.0
+        x, _ = augment(x, None, g)
+        x = normalise_batch(x * 255.0, NORMALISATION)
+        return F.cross_entropy(
+            net(x).float(), labels[rows].to(device), weight=class_weights.to(device), label_smoothing=LABEL_SMOOTHING
+        )
+
+    result = train(config, model, sample_weights, loss_fn, gen)
+    temperature = fit_temperature(result.model, calib_pack)
+    meta = BundleMetadata(
+        name="dermnode-classifier",
+        version=config.version,
+        description="HAM10000 7-class dermoscopy classifier (slim DenseNet, trained from scratch).",
+        task=Task.CLASSIFICATION,
+        network=spec,
+        input_size=size,
+        normalisation=NORMALISATION,
+        labels=HAM10000_CLASSES,
+        operating_threshold=0.5,
+        trained=True,
+        melanoma_key=MELANOMA_KEY,
+        temperature=temperature,
+        training=_training_record(config, training, calibration, validation, result.epochs_done)
+        | {
+            "images_per_second": round(result.images_per_second, 1),
+            "train_minutes": round(result.train_seconds / 60, 1),
+            "final_loss": round(result.final_loss, 4),
+            "temperature_fitted_on": f"calibration split of training lesions ({len(calibration)} images)",
+        },
+    )
+    write_trained_bundle(config.out, meta, result.model)
+    # The threshold comes from the bundle as shipped (fp16 weights), scored the way Analyzer scores.
+    threshold = operating_threshold(load_bundle(config.out, config.device).network, val_pack, temperature)
+    write_trained_bundle(config.out, replace(meta, operating_threshold=threshold), result.model)
+    return config.out
+
+
+def pack_logits(network: nn.Module, pack: Pack, batch_size: int = 256) -> torch.Tensor:
+    """TTA view logits (views, N, classes) of a pack, exactly as :class:`Analyzer` computes them."""
+    device = next(network.parameters()).device
+    parts = []
+    for start in range(0, len(pack.ids), batch_size):
+        chunk = torch.from_numpy(pack.images[start : start + batch_size]).permute(0, 3, 1, 2)
+        parts.append(view_logits(network, normalise_batch(chunk.to(device), NORMALISATION), tta=True).cpu())
+    return torch.cat(parts, dim=1)
+
+
+def fit_temperature(network: nn.Module, pack: Pack) -> float:
+    """The temperature minimising the NLL of the TTA-averaged softmax on ``pack`` (log-spaced grid search)."""
+    if not pack.ids:
+        return 1.0  # nothing held out to calibrate on (tiny data sets only)
+    network.eval()
+    logits = pack_logits(network, pack)
+    labels = torch.from_numpy(pack.labels)
+    best, best_nll = 1.0, math.inf
+    for t in np.exp(np.linspace(math.log(0.3), math.log(5.0), 161)):
+        probs = calibrated_probabilities(logits, float(t))
+        nll = float(-torch.log(probs[torch.arange(len(labels)), labels].clamp_min(1e-12)).mean())
+        if nll < best_nll:
+            best, best_nll = float(t), nll
+    return round(best, 4)
+
+
+def operating_threshold(network: nn.Module, pack: Pack, temperature: float) -> float:
+    """Highest melanoma-probability threshold whose sensitivity on ``pack`` is at least 0.90."""
+    probs = calibrated_probabilities(pack_logits(network, pack), temperature).numpy()
+    mel = [x.key for x in HAM10000_CLASSES].index(MELANOMA_KEY)
+    return threshold_for_sensitivity(probs[:, mel], pack.labels == mel, TARGET_SENSITIVITY)
+
+
+def threshold_for_sensitivity(
+    scores: npt.NDArray[np.floating], positive: npt.NDArray[np.bool_], sensitivity: float
+) -> float:
+    """Largest t with mean(scores[positive] >= t) >= ``sensitivity`` (0.5 when there are no positives)."""
+    pos = np.sort(np.asarray(scores)[np.asarray(positive)])[::-1]
+    if len(pos) == 0:
+        return 0.5
+    k = math.ceil(sensitivity * len(pos))
+    return float(np.floor(float(pos[k - 1]) * 1e6) / 1e6)
+
+
+def _training_record(
+    config: TrainConfig, training: list[Record], calibration: list[Record], validation: list[Record], epochs: int
+) -> dict[str, object]:
+    return {
+        "data": f"{config.data} (labels.csv layout): {len(training)} training, {len(calibration)} calibration, "
+        f"{len(validation)} validation images; sources {dict(Counter(r.source for r in training))}",
+        "split": f"by lesion_id (else image_id); validation = {config.validation_ids.name} (fixed, never trained on)",
+        "command": config.command,
+        "seed": config.seed,
+        "epochs": epochs,
+        "image_size": config.image_size,
+        "batch_size": config.batch_size,
+        "device": config.device,
+    }
+
+
+def _bar(name: str, config: TrainConfig) -> Callable[[Iterable[Record]], Iterable[Record]]:
+    return lambda items: tqdm(items, desc=f"packing {name}", disable=not config.progress, mininterval=10)

@@ -1,0 +1,149 @@
+"""Model cards (``docs/README.md``) rendered from bundle metadata, and writing trained bundles with them.
+
+The card is regenerated whenever the metadata changes (training, then ``evaluate --record``), so the
+figures in the card are always the ones in ``configs/metadata.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from inference.bundle import README_FILE, BundleMetadata, Task, metadata_document, write_bundle
+from inference.lesion_classes import VERIFIED_IN_PYDICOM
+
+DATA_SOURCE = (
+    "HAM10000 (Tschandl et al. 2018, CC BY-NC 4.0), ISIC 2017 challenge part 3 (ISIC Archive terms), "
+    "ISIC Archive UDA-1 (CC0); see docs/README.md"
+)
+LICENSE = (
+    "Code Apache-2.0. Weights were trained on CC BY-NC 4.0 / research-only data: non-commercial research "
+    "use only, with attribution to the data sources."
+)
+
+TARGETS = {
+    "melanoma_auc": (">=", 0.92),
+    "malignant_auc": (">=", 0.90),
+    "balanced_accuracy": (">=", 0.75),
+    "ece": ("<=", 0.05),
+    "dice_mean": (">=", 0.88),
+    "melanoma_auc_source_gap": ("<=", 0.05),
+}
+
+
+def write_trained_bundle(out: Path, meta: BundleMetadata, network: nn.Module) -> None:
+    """Write ``meta`` + ``network`` (fp16) + a generated model card to the bundle folder ``out``."""
+    document = metadata_document(meta, data_source=DATA_SOURCE, license=LICENSE)
+    write_bundle(out, document, network, render_card(meta))
+
+
+def rewrite_card(bundle: Path, meta: BundleMetadata) -> None:
+    (Path(bundle) / README_FILE).write_text(render_card(meta), encoding="utf-8")
+
+
+def render_card(meta: BundleMetadata) -> str:
+    t = dict(meta.training)
+    kind = "classifier" if meta.task is Task.CLASSIFICATION else "lesion segmenter"
+    lines = [
+        f"# {meta.name} {meta.version}",
+        "",
+        f"Dermoscopy {kind} for dermnode. **Research use only — NOT for diagnostic use.** It has not been "
+        "clinically validated; outputs must not guide patient care.",
+        "",
+        "## Model",
+        "",
+        f"- Network: MONAI `{meta.network.name}` `{json.dumps(dict(meta.network.kwargs))}`",
+        f"- Input: RGB resized to {meta.input_size[0]}x{meta.input_size[1]} (rows x columns) after "
+        f"{meta.normalisation.colour_constancy} colour constancy; mean {list(meta.normalisation.mean)}, "
+        f"std {list(meta.normalisation.std)} on 0..1.",
+    ]
+    if meta.task is Task.CLASSIFICATION:
+        lines += [
+            f"- Outputs: softmax over {', '.join(x.key for x in meta.labels)} (temperature {meta.temperature}, "
+            "fitted on a calibration split of the training lesions); test-time flips averaged.",
+            f"- Melanoma operating threshold: {meta.operating_threshold} (p(mel), chosen on the fixed validation "
+            "split for sensitivity >= 0.90). Malignant = mel + bcc + akiec.",
+            "",
+            "| key | name | code (SCT) | malignant | code in pydicom's dictionary |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {x.key} | {x.name} | {x.code.value} {x.code.meaning} | {x.malignant} | "
+            f"{'verified' if x.code.value in VERIFIED_IN_PYDICOM else 'NOT verified'} |"
+            for x in meta.labels
+        ]
+    else:
+        lines += [
+            f"- Output: lesion probability (sigmoid), mask threshold {meta.mask_threshold}, largest "
+            "component kept, holes filled, resampled to the source pixel grid."
+        ]
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"- Data: {t.get('data', 'unknown')}",
+        f"- Split: {t.get('split', 'unknown')}",
+        f"- Seed {t.get('seed')}, {t.get('epochs')} epochs, image size {t.get('image_size')}, "
+        f"batch {t.get('batch_size')}, device {t.get('device')}; {t.get('images_per_second', '?')} training "
+        f"images/s, {t.get('train_minutes', '?')} min.",
+        f"- Reproduce: `{t.get('command', '')}`",
+        "- Recipe: from scratch (no pretrained weights); random rotation, scale, flips, shift, brightness/"
+        "contrast/saturation/channel-gain jitter; weight EMA; AdamW with cosine schedule"
+        + (
+            "; class-balanced sampling and loss (1/sqrt(count)), label smoothing 0.1."
+            if meta.task is Task.CLASSIFICATION
+            else "; Dice + BCE loss on HAM10000 masks."
+        ),
+        "",
+        "## Measured on the fixed validation split",
+        "",
+    ]
+    lines += _metrics_lines(meta.metrics)
+    lines += [
+        "",
+        "## Licence and data",
+        "",
+        f"{LICENSE} Data sources: {DATA_SOURCE.removesuffix('; see docs/README.md')}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _metrics_lines(metrics: Mapping[str, Any]) -> list[str]:
+    if not metrics:
+        return ["Not measured yet: run `dermnode evaluate --record` (see inference/commands.py)."]
+    lines = [f"Measured by: `{metrics.get('command', 'dermnode evaluate')}` on {metrics.get('n_images')} images.", ""]
+    lines += ["| metric | value | target | met |", "|---|---|---|---|"]
+    for key, value in metrics.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or key == "n_images":
+            continue
+        target = TARGETS.get(key)
+        met = (
+            ""
+            if target is None
+            else ("yes" if (value >= target[1] if target[0] == ">=" else value <= target[1]) else "**no**")
+        )
+        lines.append(f"| {key} | {value:.4f} | {'' if target is None else f'{target[0]} {target[1]}'} | {met} |")
+    by_source = metrics.get("by_source")
+    if isinstance(by_source, Mapping):
+        lines += [
+            "",
+            "By source:",
+            "",
+            "| source | n | melanoma AUC | malignant AUC | balanced acc | Dice |",
+            "|---|---|---|---|---|---|",
+        ]
+        for source, m in by_source.items():
+            lines.append(
+                f"| {source} | {m.get('n_images')} | {_fmt(m.get('melanoma_auc'))} | {_fmt(m.get('malignant_auc'))} "
+                f"| {_fmt(m.get('balanced_accuracy'))} | {_fmt(m.get('dice_mean'))} |"
+            )
+    return lines
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) and not isinstance(value, bool) else "n/a"

@@ -1,0 +1,95 @@
+"""Training recipe of the reference lesion segmenter bundle (HAM10000 masks).
+
+From scratch: a small residual MONAI UNet with one sigmoid channel, Dice + BCE loss (MONAI DiceCELoss) on
+soft resized masks, geometry augmentation shared by image and mask, colour jitter, weight EMA.
+Only training images with a mask are used; the fixed validation split is never trained on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import torch
+from monai.losses import DiceCELoss
+from torch import nn
+from tqdm import tqdm
+
+from dicom_node.errors import InferenceError
+from inference.bundle import BundleMetadata, Task
+from inference.data import pack_records, partition, read_ids, read_records
+from inference.lesion_classes import LESION
+from inference.networks import build_network
+from inference.preprocess import normalise_batch
+from inference.training.architectures import NORMALISATION, segmenter_network
+from inference.training.augment import augment
+from inference.training.loop import TrainConfig, seeded_generator, train
+from inference.training.model_card import write_trained_bundle
+
+
+def segmenter_size(image_size: int) -> tuple[int, int]:
+    """``--image-size`` is the width; rows keep HAM10000's 3:4 aspect (128 → 96 x 128)."""
+    return (round(image_size * 3 / 4 / 8) * 8, image_size)
+
+
+def train_segmenter(config: TrainConfig) -> Path:
+    """Run the recipe and write a trained segmenter bundle to ``config.out``; returns the bundle path."""
+    gen = seeded_generator(config.seed)
+    size = segmenter_size(config.image_size)
+    records = [r for r in read_records(config.data) if r.mask_path is not None]
+    if not records:
+        raise InferenceError(f"No row of {config.data}/labels.csv has a mask_path; segmentation needs masks.")
+    training, validation = partition(records, read_ids(config.validation_ids))
+    pack = pack_records(
+        training,
+        size,
+        NORMALISATION.colour_constancy,
+        config.cache_dir,
+        with_masks=True,
+        progress=lambda items: tqdm(items, desc="packing train", disable=not config.progress, mininterval=10),
+    )
+    assert pack.masks is not None
+    images = torch.from_numpy(pack.images).permute(0, 3, 1, 2)
+    masks = torch.from_numpy(pack.masks)[:, None]
+    spec = segmenter_network()
+    model = build_network(spec.name, spec.kwargs)
+    criterion = DiceCELoss(sigmoid=True, smooth_nr=1e-5, smooth_dr=1e-5)
+
+    def loss_fn(net: nn.Module, rows: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        device = next(net.parameters()).device
+        x = images[rows].to(device).float() / 255.0
+        y = masks[rows].to(device).float() / 255.0
+        x, y_aug = augment(x, y, g)
+        assert y_aug is not None
+        return criterion(net(normalise_batch(x * 255.0, NORMALISATION)).float(), y_aug)
+
+    result = train(config, model, torch.ones(len(training), dtype=torch.float64), loss_fn, gen)
+    meta = BundleMetadata(
+        name="dermnode-segmenter",
+        version=config.version,
+        description="Dermoscopy lesion segmentation (small residual UNet, trained from scratch on HAM10000 masks).",
+        task=Task.SEGMENTATION,
+        network=spec,
+        input_size=size,
+        normalisation=NORMALISATION,
+        labels=(LESION,),
+        operating_threshold=0.5,
+        trained=True,
+        mask_threshold=0.5,
+        training={
+            "data": f"{config.data} (labels.csv layout): {len(training)} training images with masks "
+            f"({dict(Counter(r.source for r in training))}); {len(validation)} validation images held out",
+            "split": f"by lesion_id; validation = {config.validation_ids.name} (fixed, never trained on)",
+            "command": config.command,
+            "seed": config.seed,
+            "epochs": result.epochs_done,
+            "image_size": config.image_size,
+            "batch_size": config.batch_size,
+            "device": config.device,
+            "images_per_second": round(result.images_per_second, 1),
+            "train_minutes": round(result.train_seconds / 60, 1),
+            "final_loss": round(result.final_loss, 4),
+        },
+    )
+    write_trained_bundle(config.out, meta, result.model)
+    return config.out
