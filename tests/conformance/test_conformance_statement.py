@@ -11,11 +11,14 @@ C-STORE status constants) and, above all, with a running node and the delivery S
 * each C-STORE status of the statement is provoked and observed;
 * a capture SCP records what the delivery SCU (:class:`StoreSender`) proposes and announces.
 
+Annex 8.2's class codes are compared with the shipped classifier bundle's label map.
+
 A change to the code that the statement does not follow, or the reverse, fails here.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import threading
@@ -41,7 +44,9 @@ from tests.conftest import RecordingDispatcher, node_settings
 from tests.factories import dermoscopy_dataset
 from workers.jobs import Address
 
-STATEMENT = Path(__file__).resolve().parents[2] / "conformance" / "ConformanceStatement.md"
+ROOT = Path(__file__).resolve().parents[2]
+STATEMENT = ROOT / "conformance" / "ConformanceStatement.md"
+CLASSIFIER_METADATA = ROOT / "inference" / "bundles" / "classifier" / "configs" / "metadata.json"
 CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
 CALLING = "PYSCU"
 _TICKED = re.compile(r"`([^`]+)`")
@@ -145,6 +150,21 @@ def test_statement_statuses_are_the_intake_statuses() -> None:
     used = {intake.STATUS_SUCCESS, intake.STATUS_OUT_OF_RESOURCES,
             intake.STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS, intake.STATUS_CANNOT_UNDERSTAND}
     assert store_statuses() == used
+
+
+def test_statement_labels_are_the_shipped_classifier_bundle_labels() -> None:
+    """Annex 8.2 lists the class codes the SR uses: those of the shipped bundle's label map."""
+    metadata = json.loads(CLASSIFIER_METADATA.read_text(encoding="utf-8"))
+    shipped = [
+        (label["key"], label["name"], "yes" if label["malignant"] else "no",
+         label["code"]["value"], label["code"]["scheme"], label["code"]["meaning"])
+        for label in metadata["dermnode"]["labels"]
+    ]
+    stated = [
+        (ticked(key, "class key"), name, malignant, ticked(value, "code value"), scheme, meaning)
+        for key, name, malignant, value, scheme, meaning in table("classifier-labels")
+    ]
+    assert stated == shipped
 
 
 # --- statement vs the running node ------------------------------------------------------------
