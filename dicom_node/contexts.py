@@ -60,3 +60,7 @@ PROPOSED_OUTPUT_SOP_CLASSES: tuple[UID, ...] = (
 PROPOSED_TRANSFER_SYNTAXES: tuple[UID, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
 VERIFICATION_SOP_CLASS = UID("1.2.840.10008.1.1")
+
+#: Our implementation identity, announced in every A-ASSOCIATE (as SCP and as SCU).
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.8.498.1.20261125"
+IMPLEMENTATION_VERSION_NAME = "DERMNODE_010"

@@ -203,6 +203,7 @@ class Ledger:
     def record_instance(self, inst: ReceivedInstance) -> Study:
         """Record a durable instance; a new instance on a finished study re-opens it (generation + 1)."""
         now = self._clock()
+        moved_from: Path | None = None
         try:
             with self._tx() as db:
                 row = db.execute("SELECT * FROM studies WHERE study_uid=?", (inst.study_uid,)).fetchone()
@@ -228,7 +229,7 @@ class Ledger:
                         (now, now, inst.study_uid),
                     )
                 existed = db.execute(
-                    "SELECT 1 FROM instances WHERE sop_instance_uid=?", (inst.sop_instance_uid,)
+                    "SELECT study_uid, path FROM instances WHERE sop_instance_uid=?", (inst.sop_instance_uid,)
                 ).fetchone()
                 db.execute(
                     "INSERT OR REPLACE INTO instances(sop_instance_uid, study_uid, series_uid, sop_class_uid,"
@@ -241,10 +242,22 @@ class Ledger:
                     " WHERE study_uid=?",
                     (inst.study_uid, inst.study_uid),
                 )
+                if existed and existed["study_uid"] != inst.study_uid:
+                    # Re-sent under another study (e.g. after a correction in the PACS): it leaves the old one.
+                    db.execute(
+                        "UPDATE studies SET instance_count=(SELECT COUNT(*) FROM instances WHERE study_uid=?)"
+                        " WHERE study_uid=?",
+                        (existed["study_uid"], existed["study_uid"]),
+                    )
+                    self._event(db, "instance-moved", existed["study_uid"], inst.sop_instance_uid,
+                                {"to_study": inst.study_uid})
+                    moved_from = Path(existed["path"])
                 self._event(db, "instance-replaced" if existed else "instance-stored",
                             inst.study_uid, inst.sop_instance_uid, {"path": str(inst.path)})
         except sqlite3.Error as e:
             raise LedgerError(f"cannot record instance {inst.sop_instance_uid} in {self.path}: {e}") from e
+        if moved_from is not None and moved_from != inst.path:
+            moved_from.unlink(missing_ok=True)  # the ledger no longer points at it
         study = self.study(inst.study_uid)
         assert study is not None
         return study

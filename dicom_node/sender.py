@@ -11,7 +11,12 @@ from pathlib import Path
 from pydicom import dcmread
 from pynetdicom import AE, build_context
 
-from dicom_node.contexts import PROPOSED_OUTPUT_SOP_CLASSES, PROPOSED_TRANSFER_SYNTAXES
+from dicom_node.contexts import (
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    PROPOSED_OUTPUT_SOP_CLASSES,
+    PROPOSED_TRANSFER_SYNTAXES,
+)
 from workers.jobs import Address
 
 LOG = logging.getLogger("dermnode.sender")
@@ -50,6 +55,8 @@ class StoreSender:
 
     def _ae(self) -> AE:
         ae = AE(ae_title=self._calling_ae)
+        ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+        ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
         ae.requested_contexts = [
             build_context(sop, list(PROPOSED_TRANSFER_SYNTAXES)) for sop in PROPOSED_OUTPUT_SOP_CLASSES
         ]

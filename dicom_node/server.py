@@ -12,6 +12,8 @@ from dicom_node.completion import CompletionMonitor, OpenAssociations
 from dicom_node.contexts import (
     ACCEPTED_IMAGE_SOP_CLASSES,
     ACCEPTED_TRANSFER_SYNTAXES,
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
     VERIFICATION_SOP_CLASS,
 )
 from dicom_node.errors import ConfigurationError
@@ -24,8 +26,6 @@ from workers.jobs import Address, AnalysisJob
 
 LOG = logging.getLogger("dermnode.node")
 
-IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.8.498.1.20261125"
-IMPLEMENTATION_VERSION_NAME = "DERMNODE_010"
 
 
 def configure_pynetdicom() -> None:

@@ -18,21 +18,31 @@ ATTENTION_SEG_SERIES_NUMBER = 9102
 _LO_LIMIT = 64
 
 
-def series_description(model: ModelIdentity, *, kind: str = "", untrained: bool | None = None) -> str:
-    """SeriesDescription (LO, at most 64 characters), e.g. "Attention cls 1.2, AI-generated, not for ...".
+def series_description(model: ModelIdentity, *, kind: str, untrained: bool | None = None) -> str:
+    """SeriesDescription (LO, at most 64 characters): kind, model, UNTRAINED flag and the disclaimer.
 
-    Always ends with the disclaimer and says UNTRAINED when ``untrained`` (default: the model is not
-    trained); the model name is shortened (marked "~") when the whole would not fit.
+    E.g. "Lesion SEG dermnode-seg 1.0.0, AI-generated, not for diagnostic use". The disclaimer and the
+    kind (which tells a reader the series apart in a PACS) always stay; when the whole does not fit,
+    the model name goes first, then the version (both are in the equipment attributes anyway).
     """
     flag = " UNTRAINED" if (not model.trained if untrained is None else untrained) else ""
     tail = f"{flag}, {NOT_FOR_DIAGNOSIS}"
-    version = model.version[:12]
-    prefix = f"{kind} " if kind else ""
-    room = _LO_LIMIT - len(tail) - len(prefix) - len(version) - 1
-    if room < 2:  # never cut the disclaimer: drop the kind first
-        prefix, room = "", room + len(prefix)
-    name = model.name if len(model.name) <= room else model.name[: room - 1] + "~"
-    return f"{prefix}{name} {version}{tail}"
+    for middle in (f" {model.name} {model.version}", f" {model.version}", ""):
+        text = f"{kind}{middle}{tail}"
+        if len(text) <= _LO_LIMIT:
+            return text
+    return f"{kind[: _LO_LIMIT - len(tail)]}{tail}"
+
+
+def short_description(model: ModelIdentity) -> str:
+    """An LO (64 characters) "<model> <version>[ UNTRAINED]; AI-generated, ..." that never cuts the flag
+    or the disclaimer: the name, then the version, are left out when the whole would not fit."""
+    flag = "" if model.trained else " UNTRAINED"
+    for head in (f"{model.name} {model.version}{flag}", f"{model.version}{flag}", flag.strip() or "AI"):
+        text = f"{head}; {NOT_FOR_DIAGNOSIS}"
+        if len(text) <= _LO_LIMIT:
+            return text
+    return f"AI; {NOT_FOR_DIAGNOSIS}"
 
 
 def lesion_tracking_uid(source: Dataset, prefix: str = DEFAULT_UID_PREFIX) -> str:

@@ -32,6 +32,7 @@ from inference.outputs import (
     lesion_tracking_id,
     lesion_tracking_uid,
     series_description,
+    short_description,
 )
 from inference.prediction import LesionPrediction, ModelIdentity
 
@@ -96,7 +97,7 @@ def build_segmentation(
         series_uid=series_uid,
         sop_uid=sop_uid,
         series_number=series_number,
-        description=series_description(model),
+        description=series_description(model, kind="Lesion SEG"),
         content_datetime=content_datetime,
         device_serial_number=device_serial_number,
         uid_prefix=uid_prefix,
@@ -143,7 +144,7 @@ def build_attention_segmentation(
         series_uid=series_uid,
         sop_uid=sop_uid,
         series_number=series_number,
-        description=series_description(model, kind="CAM"),
+        description=series_description(model, kind="Attention SEG"),
         content_datetime=content_datetime,
         device_serial_number=device_serial_number,
         uid_prefix=uid_prefix,
@@ -171,7 +172,7 @@ def _build(
         manufacturer_model_name=model.name,
         software_versions=model.version,
         contribution_datetime=content_datetime,
-        contribution_description=f"{model.label}; {NOT_FOR_DIAGNOSIS}"[:64],
+        contribution_description=f"{model.label}; {NOT_FOR_DIAGNOSIS}",  # ST: no 64-character limit
     )
     try:
         seg = hd.seg.Segmentation(
@@ -188,7 +189,7 @@ def _build(
             software_versions=model.version[:64],
             device_serial_number=device_serial_number,
             max_fractional_value=255,
-            content_description=f"{model.label}; {NOT_FOR_DIAGNOSIS}"[:64],
+            content_description=short_description(model),
             content_label="LESION" if segmentation_type.value == "BINARY" else "ATTENTION",
             pixel_measures=_pixel_measures(source),
             omit_empty_frames=False,

@@ -170,7 +170,9 @@ def build_report(
             is_final=False,  # AI output nobody has verified: PRELIMINARY, UNVERIFIED
             is_verified=False,
             previous_versions=previous_versions,
-            series_description=series_description(classifier, untrained=not (classifier.trained and segmenter.trained)),
+            series_description=series_description(
+                classifier, kind="AI report", untrained=not (classifier.trained and segmenter.trained)
+            ),
             content_date=content_datetime.date(),
             content_time=content_datetime.time(),
             series_date=content_datetime.date(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -166,8 +167,13 @@ def test_dataset_sop_class_differing_from_request_gets_a900(node: Node) -> None:
         req.Priority = 2
         req.DataSet = BytesIO(encode(ds, False, True))
         context_id = assoc.accepted_contexts[0].context_id
+        # Pause the association's reactor as pynetdicom's own send_c_store does, or it eats the response.
+        assoc._reactor_checkpoint.clear()
+        while not assoc._is_paused:
+            time.sleep(0.0001)
         assoc.dimse.send_msg(req, context_id)
         _, rsp = assoc.dimse.get_msg(block=True)
+        assoc._reactor_checkpoint.set()
         assert rsp is not None and int(rsp.Status) == 0xA900
     finally:
         assoc.release()

@@ -38,3 +38,18 @@ def test_ledger_survives_reopen_and_is_shared_between_connections(tmp_path: Path
 def test_unknown_study_transition_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match=r"study 9\.9 is not in the ledger"):
         Ledger(tmp_path / "l.sqlite3").transition("9.9", StudyState.FAILED)
+
+
+def test_instance_resent_under_another_study_leaves_the_old_one(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite3")
+    old = _inst(tmp_path, "1.1", study="1.2.3")
+    old.path.write_bytes(b"old copy")
+    ledger.record_instance(old)
+    ledger.record_instance(_inst(tmp_path, "1.2", study="1.2.3"))
+    moved = ReceivedInstance("1.1", "4.5.6", "4.5.6.9", old.sop_class_uid, old.transfer_syntax,
+                             tmp_path / "moved.dcm", "STORESCU", "127.0.0.1")
+    ledger.record_instance(moved)
+    assert ledger.study("1.2.3").instance_count == 1  # type: ignore[union-attr]
+    assert ledger.study("4.5.6").instance_count == 1  # type: ignore[union-attr]
+    assert not old.path.exists()
+    assert "instance-moved" in [e.kind for e in ledger.events("1.2.3")]
