@@ -58,7 +58,13 @@ class OpenAssociations:
 
 
 class CompletionMonitor:
-    """Background thread that completes studies and queues them through ``on_complete``."""
+    """Background thread that completes studies and queues them through ``on_complete``.
+
+    A study that cannot be queued (broker down) stays complete and is retried with back-off.
+    """
+
+    QUEUE_RETRY_BASE_S = 1.0
+    QUEUE_RETRY_MAX_S = 60.0
 
     def __init__(
         self,
@@ -75,6 +81,8 @@ class CompletionMonitor:
         self._on_complete = on_complete
         self._interval = interval_s
         self._clock = clock
+        self._retry_at: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dermnode-completion", daemon=True)
 
@@ -101,11 +109,17 @@ class CompletionMonitor:
                              study.instance_count, study.calling_ae)
         queued = []
         for study in self._ledger.studies([StudyState.COMPLETE]):
+            if self._retry_at.get(study.study_uid, 0.0) > now:
+                continue
             try:
                 self._on_complete(study)
                 queued.append(study.study_uid)
-            except Exception as e:  # broker down: stays complete, retried on the next tick
-                LOG.error("study %s could not be queued (will retry): %s", study.study_uid, e)
+                self._retry_at.pop(study.study_uid, None)
+            except Exception as e:  # broker down: stays complete, retried with back-off
+                self._failures[study.study_uid] = failures = self._failures.get(study.study_uid, 0) + 1
+                delay = min(self.QUEUE_RETRY_MAX_S, self.QUEUE_RETRY_BASE_S * 2 ** (failures - 1))
+                self._retry_at[study.study_uid] = now + delay
+                LOG.error("study %s could not be queued (retry in %.0f s): %s", study.study_uid, delay, e)
         return queued
 
     def _run(self) -> None:

@@ -56,17 +56,28 @@ def test_monitor_completes_and_queues_with_an_injected_clock(tmp_path: Path) -> 
     assert monitor.tick() == []
 
 
-def test_queue_failure_leaves_study_complete_for_the_next_pass(tmp_path: Path) -> None:
+def test_queue_failure_leaves_study_complete_and_retries_with_backoff(tmp_path: Path) -> None:
     clock = _Clock()
     ledger = Ledger(tmp_path / "l.sqlite3", clock=clock)
     ledger.record_instance(ReceivedInstance("1.2.3.4", "1.2.3", "1.2.3.5", "1.2", "1.2.840.10008.1.2.1",
                                             tmp_path / "x.dcm", "A", "127.0.0.1"))
 
-    def broken(study: Study) -> None:
-        raise ConnectionError("broker down")
+    calls: list[float] = []
+
+    def broken_then_fine(study: Study) -> None:
+        calls.append(clock.now)
+        if len(calls) < 3:
+            raise ConnectionError("broker down")
 
     monitor = CompletionMonitor(ledger, OpenAssociations(), lambda ae: CompletionPolicy(quiet_period_s=0),
-                                broken, clock=clock)
+                                broken_then_fine, clock=clock)
     clock.now += 1
     assert monitor.tick() == []
     assert ledger.study("1.2.3").state == StudyState.COMPLETE  # type: ignore[union-attr]
+    clock.now += 0.5
+    assert monitor.tick() == []  # backing off: not retried yet
+    clock.now += 0.5
+    assert monitor.tick() == []  # second failure, next retry in 2 s
+    clock.now += 2
+    assert monitor.tick() == ["1.2.3"]
+    assert calls == [1001.0, 1002.0, 1004.0]
