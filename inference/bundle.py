@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import monai
+import numpy as np
 import torch
 from torch import nn
 
@@ -193,7 +194,7 @@ def metadata_document(
         "changelog": dict(changelog or {meta.version: "initial"}),
         "monai_version": monai.__version__,
         "pytorch_version": torch.__version__.split("+")[0],
-        "numpy_version": __import__("numpy").__version__,
+        "numpy_version": np.__version__,
         "python_version": platform.python_version(),
         "name": meta.name,
         "task": f"Dermoscopy lesion {meta.task.value}",

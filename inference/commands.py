@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--classifier", type=Path, help="classifier bundle (default: shipped)")
     evaluate.add_argument("--segmenter", type=Path, help="segmenter bundle (default: shipped)")
     evaluate.add_argument("--out", type=Path, required=True, help="report folder (metrics.json, plots)")
-    evaluate.add_argument("--limit", type=int, help="evaluate only the first N validation images (by id)")
+    evaluate.add_argument("--limit", type=int, help="evaluate N evenly spaced validation images (by id)")
     evaluate.add_argument("--validation-ids", type=Path, default=VALIDATION_IDS)
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--no-tta", action="store_true", help="disable test-time flips")

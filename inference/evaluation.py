@@ -60,12 +60,16 @@ class Outcomes:
 
 
 def validation_records(data: Path, ids_file: Path, limit: int | None) -> list[Record]:
-    """The validation records of ``data``, sorted by image id, the first ``limit`` of them if given."""
+    """The validation records of ``data`` sorted by image id; with ``limit``, that many evenly spaced ones
+    (a deterministic subset that keeps the mix of sources)."""
     _, validation = partition(read_records(data), read_ids(ids_file))
     if not validation:
         raise InferenceError(f"No image of {data} is listed in {ids_file}; nothing to evaluate.")
     validation.sort(key=lambda r: r.image_id)
-    return validation[:limit] if limit else validation
+    if not limit or limit >= len(validation):
+        return validation
+    picks = np.unique(np.linspace(0, len(validation) - 1, limit).round().astype(int))
+    return [validation[int(i)] for i in picks]
 
 
 def evaluate(options: EvaluationOptions) -> dict[str, Any]:
@@ -195,7 +199,10 @@ def record_metrics(classifier: Path, segmenter: Path, metrics: Mapping[str, Any]
 
     for bundle, keys in ((classifier, CLASSIFIER_KEYS), (segmenter, SEGMENTER_KEYS)):
         meta = read_metadata(bundle)
-        by_source = {source: {k: v for k, v in m.items() if k in keys} for source, m in metrics["by_source"].items()}
+        by_source = {
+            source: {k: v for k, v in m.items() if k in keys and k != "operating_threshold"}
+            for source, m in metrics["by_source"].items()
+        }
         measured = {k: metrics[k] for k in (*RUN_KEYS, *keys)} | {"by_source": by_source}
         meta = replace(meta, metrics=_jsonable(measured))
         document = metadata_document(meta, data_source=DATA_SOURCE, license=LICENSE)

@@ -9,9 +9,7 @@ CLASSIFIER_INPUT = (72, 96)
 SEGMENTER_INPUT = (96, 128)
 
 #: Normalisation after Shades-of-Gray: ImageNet-like statistics are close to dermoscopy's after balancing.
-NORMALISATION = Normalisation(
-    mean=(0.60, 0.55, 0.52), std=(0.17, 0.17, 0.18), colour_constancy="shades_of_gray"
-)
+NORMALISATION = Normalisation(mean=(0.60, 0.55, 0.52), std=(0.17, 0.17, 0.18), colour_constancy="shades_of_gray")
 
 
 def classifier_network(n_classes: int = 7) -> NetworkSpec:

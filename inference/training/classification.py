@@ -97,6 +97,7 @@ def train_classifier(config: TrainConfig) -> Path:
             "images_per_second": round(result.images_per_second, 1),
             "train_minutes": round(result.train_seconds / 60, 1),
             "final_loss": round(result.final_loss, 4),
+            "history": list(result.history),
             "temperature_fitted_on": f"calibration split of training lesions ({len(calibration)} images)",
         },
     )

@@ -68,6 +68,7 @@ class TrainResult:
     images_seen: int
     train_seconds: float
     final_loss: float
+    history: tuple[str, ...] = ()
 
     @property
     def images_per_second(self) -> float:
@@ -111,6 +112,7 @@ def train(
         lambda step: (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * step / total)),
     )
     start_epoch, seen, spent, loss_value = 0, 0, 0.0, float("nan")
+    history: list[str] = []
     path = config.checkpoint_path
     if config.resume and path.is_file():
         state = torch.load(path, map_location=device, weights_only=False)
@@ -122,8 +124,10 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         start_epoch, seen, spent = state["epoch"], state["images_seen"], state["train_seconds"]
         loss_value = state["loss"]
+        history = list(state.get("history", []))
     elif config.resume:
         print(f"no checkpoint at {path}; starting from epoch 1")
+    first_epoch = start_epoch
     for epoch in range(start_epoch, config.epochs):
         if config.max_minutes is not None and spent / 60 >= config.max_minutes:
             print(f"stopping after {epoch} epochs: the {config.max_minutes} minute budget is spent")
@@ -155,6 +159,7 @@ def train(
         spent += time.perf_counter() - began
         print(f"epoch {epoch + 1}: loss {loss_value:.4f}, {seen / spent:.1f} images/s", flush=True)
         path.parent.mkdir(parents=True, exist_ok=True)
+        run = [f"epochs {first_epoch + 1}-{epoch + 1}: {config.command or 'train'}"]
         torch.save(
             {
                 "model": model.state_dict(),
@@ -167,11 +172,14 @@ def train(
                 "images_seen": seen,
                 "train_seconds": spent,
                 "loss": loss_value,
+                "history": [*history, *run],
             },
             path.with_suffix(".tmp"),
         )
         path.with_suffix(".tmp").replace(path)
         start_epoch = epoch + 1
+    if start_epoch > first_epoch:
+        history.append(f"epochs {first_epoch + 1}-{start_epoch}: {config.command or 'train'}")
     final = ema.module
     final.eval()
-    return TrainResult(final, start_epoch, seen, spent, loss_value)
+    return TrainResult(final, start_epoch, seen, spent, loss_value, tuple(history))

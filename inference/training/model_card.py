@@ -91,6 +91,7 @@ def render_card(meta: BundleMetadata) -> str:
         f"batch {t.get('batch_size')}, device {t.get('device')}; {t.get('images_per_second', '?')} training "
         f"images/s, {t.get('train_minutes', '?')} min.",
         f"- Reproduce: `{t.get('command', '')}`",
+        *[f"  - ran {part}" for part in t.get("history", [])],
         "- Recipe: from scratch (no pretrained weights); random rotation, scale, flips, shift, brightness/"
         "contrast/saturation/channel-gain jitter; weight EMA; AdamW with cosine schedule"
         + (
@@ -116,34 +117,42 @@ def render_card(meta: BundleMetadata) -> str:
 def _metrics_lines(metrics: Mapping[str, Any]) -> list[str]:
     if not metrics:
         return ["Not measured yet: run `dermnode evaluate --record` (see inference/commands.py)."]
-    lines = [f"Measured by: `{metrics.get('command', 'dermnode evaluate')}` on {metrics.get('n_images')} images.", ""]
-    lines += ["| metric | value | target | met |", "|---|---|---|---|"]
+    subset = f" (an evenly spaced subset, --limit {metrics['limit']})" if metrics.get("limit") else ""
+    lines = [
+        f"Measured by `{metrics.get('command', 'dermnode evaluate')}` on {metrics.get('n_images')} validation "
+        f"images{subset}, test-time flips {'on' if metrics.get('tta', True) else 'off'}.",
+        "",
+        "| metric | value | target | met |",
+        "|---|---|---|---|",
+    ]
     for key, value in metrics.items():
-        if not isinstance(value, int | float) or isinstance(value, bool) or key == "n_images":
+        if key in ("n_images", "limit", "tta", "command", "validation_ids", "by_source"):
             continue
         target = TARGETS.get(key)
-        met = (
-            ""
-            if target is None
-            else ("yes" if (value >= target[1] if target[0] == ">=" else value <= target[1]) else "**no**")
-        )
-        lines.append(f"| {key} | {value:.4f} | {'' if target is None else f'{target[0]} {target[1]}'} | {met} |")
+        met = ""
+        if target is not None and _is_number(value):
+            met = "yes" if (value >= target[1] if target[0] == ">=" else value <= target[1]) else "**no**"
+        lines.append(f"| {key} | {_fmt(value)} | {'' if target is None else f'{target[0]} {target[1]}'} | {met} |")
     by_source = metrics.get("by_source")
-    if isinstance(by_source, Mapping):
+    if isinstance(by_source, Mapping) and by_source:
+        columns = [k for k in next(iter(by_source.values())) if k != "n_images"]
         lines += [
             "",
             "By source:",
             "",
-            "| source | n | melanoma AUC | malignant AUC | balanced acc | Dice |",
-            "|---|---|---|---|---|---|",
+            "| source | n_images | " + " | ".join(columns) + " |",
+            "|---|---|" + "---|" * len(columns),
         ]
         for source, m in by_source.items():
-            lines.append(
-                f"| {source} | {m.get('n_images')} | {_fmt(m.get('melanoma_auc'))} | {_fmt(m.get('malignant_auc'))} "
-                f"| {_fmt(m.get('balanced_accuracy'))} | {_fmt(m.get('dice_mean'))} |"
-            )
+            lines.append(f"| {source} | {m.get('n_images')} | " + " | ".join(_fmt(m.get(c)) for c in columns) + " |")
     return lines
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, int | float) and not isinstance(value, bool) else "n/a"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return f"{value:.4f}" if _is_number(value) else "n/a"

@@ -89,6 +89,7 @@ def train_segmenter(config: TrainConfig) -> Path:
             "images_per_second": round(result.images_per_second, 1),
             "train_minutes": round(result.train_seconds / 60, 1),
             "final_loss": round(result.final_loss, 4),
+            "history": list(result.history),
         },
     )
     write_trained_bundle(config.out, meta, result.model)

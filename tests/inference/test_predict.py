@@ -70,3 +70,17 @@ def test_cuda_without_gpu_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_explicit_paths(classifier_copy: Path, segmenter_copy: Path) -> None:
     analyzer = Analyzer.from_bundles(classifier_copy, segmenter_copy)
     assert analyzer.classifier.path == classifier_copy
+
+
+def test_out_of_memory_becomes_inference_error(analyzer: Analyzer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    def explode(images: object) -> None:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    cleared = []
+    monkeypatch.setattr(analyzer, "classify", explode)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: cleared.append(True))
+    with pytest.raises(InferenceError, match=r"Out of GPU memory analysing a batch of 1 image"):
+        analyzer.analyze([lesion_image()])
+    assert cleared == [True]
