@@ -52,7 +52,8 @@ def _logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    for noisy in ("pynetdicom", "highdicom", "celery.app.trace", "PIL"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
 
 def _wait_for_signal() -> None:
