@@ -13,7 +13,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from dicom_node.errors import SpoolError
 
@@ -26,6 +28,27 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _replace_durably(target: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a temporary file beside ``target`` with ``write``, fsync it, then rename it over ``target``."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".dcm")
+    with os.fdopen(fd, "wb") as out:
+        write(out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def _spool_errors(target: Path, sop_instance_uid: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        raise SpoolError(
+            f"could not store instance {sop_instance_uid} in {target.parent}: {e.strerror or e}; "
+            "check free space and permissions of the data directory"
+        ) from e
 
 
 def _checked_uid(uid: str, what: str) -> str:
@@ -53,7 +76,7 @@ class Spool:
         are copied to a temporary file beside the target first.
         """
         target = self.path_for(study_uid, sop_instance_uid)
-        try:
+        with _spool_errors(target, sop_instance_uid):
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with open(received, "rb") as f:
@@ -62,44 +85,21 @@ class Spool:
             except OSError as e:
                 if e.errno != errno.EXDEV:
                     raise
-                self._copy_in(received, target)
+                with open(received, "rb") as src:
+                    _replace_durably(target, lambda out: shutil.copyfileobj(src, out, 1 << 20))
+                with contextlib.suppress(OSError):  # pynetdicom removes its temporary file itself as well
+                    os.unlink(received)
             _fsync_dir(target.parent)
-        except OSError as e:
-            raise SpoolError(
-                f"could not store instance {sop_instance_uid} in {target.parent}: {e.strerror or e}; "
-                "check free space and permissions of the data directory"
-            ) from e
         return target
 
     def write_bytes(self, data: bytes, study_uid: str, sop_instance_uid: str) -> Path:
         """Write a Part 10 byte string into the spool durably; returns its final path."""
         target = self.path_for(study_uid, sop_instance_uid)
-        try:
+        with _spool_errors(target, sop_instance_uid):
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".dcm")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
+            _replace_durably(target, lambda out: out.write(data))
             _fsync_dir(target.parent)
-        except OSError as e:
-            raise SpoolError(
-                f"could not store instance {sop_instance_uid} in {target.parent}: {e.strerror or e}; "
-                "check free space and permissions of the data directory"
-            ) from e
         return target
-
-    @staticmethod
-    def _copy_in(source: Path, target: Path) -> None:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".dcm")
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-        with contextlib.suppress(OSError):  # pynetdicom removes its temporary file itself as well
-            os.unlink(source)
 
     def clean_incomplete(self) -> int:
         """Remove temporary files left by a crash mid-write (never acknowledged); returns how many."""
