@@ -5,6 +5,7 @@ Every object the destination receives is validated with dciodvfy and read back w
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import uuid
@@ -189,4 +190,38 @@ def test_late_instance_triggers_reanalysis_with_a_new_report_version(
     assert new_sr.SeriesInstanceUID == old_sr.SeriesInstanceUID
     old_segs = {uid for uid, d in before.items() if d.Modality == "SEG"}
     assert old_segs <= set(after), "the unchanged image's SEG objects keep their UIDs (replaced, not duplicated)"
+    assert "delivered" in _studies(data_dir)
+
+
+def test_broker_outage_keeps_the_study_and_queues_it_when_redis_returns(
+    tmp_path: Path, destination: dcmtk.StoreSCP, queue_name: str
+) -> None:
+    """Redis is down when the study completes: it stays complete in the ledger and goes out once Redis is up."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        pytest.skip("redis-server is not installed")
+    port = dcmtk.free_port()
+    broker = f"redis://127.0.0.1:{port}/0"
+    data_dir = tmp_path / "node"
+    env = {"DERMNODE_QUEUE": queue_name}
+    node = DermnodeProcess(_serve_args(data_dir, destination, "--broker", broker), env=env)
+    server: subprocess.Popen[bytes] | None = None
+    worker: DermnodeProcess | None = None
+    try:
+        files = write_study(tmp_path / "study", n_images=1)
+        assert dcmtk.storescu(node.wait_listening(), files).returncode == 0  # acknowledged while Redis is down
+        node.wait_for_log(r"could not be queued \(retry in", timeout=60)
+        assert "complete" in _studies(data_dir)
+        server = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                   "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        worker = DermnodeProcess(["worker", "--broker", broker, "--data-dir", str(data_dir)], env=env)
+        received = destination.wait_for(_expected_objects(1), timeout=150)
+        _check_outputs(received, 1, str(dcmread(files[0]).StudyInstanceUID))
+    finally:
+        node.stop()
+        if worker is not None:
+            worker.stop()
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
     assert "delivered" in _studies(data_dir)
