@@ -74,6 +74,7 @@ class CompletionMonitor:
         on_complete: Callable[[Study], None],
         interval_s: float = 0.2,
         clock: Callable[[], float] = time.time,
+        stalled_after_s: float | None = None,
     ) -> None:
         self._ledger = ledger
         self._associations = associations
@@ -81,6 +82,7 @@ class CompletionMonitor:
         self._on_complete = on_complete
         self._interval = interval_s
         self._clock = clock
+        self._stalled_after = stalled_after_s
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._stop = threading.Event()
@@ -107,6 +109,7 @@ class CompletionMonitor:
                 if moved:
                     LOG.info("study %s complete: %d instance(s) from %s", study.study_uid,
                              study.instance_count, study.calling_ae)
+        self._requeue_stalled(now)
         queued = []
         for study in self._ledger.studies([StudyState.COMPLETE]):
             if self._retry_at.get(study.study_uid, 0.0) > now:
@@ -121,6 +124,25 @@ class CompletionMonitor:
                 self._retry_at[study.study_uid] = now + delay
                 LOG.error("study %s could not be queued (retry in %.0f s): %s", study.study_uid, delay, e)
         return queued
+
+    def _requeue_stalled(self, now: float) -> None:
+        """A study queued, analysing or delivering with no progress for too long goes back to complete.
+
+        This is the safety net for a lost message or a worker killed mid-task: outputs have
+        deterministic UIDs, so running the study again replaces rather than duplicates them.
+        """
+        if self._stalled_after is None:
+            return
+        stalled = [StudyState.QUEUED, StudyState.ANALYSING, StudyState.DELIVERING]
+        for study in self._ledger.studies(stalled):
+            if now - study.updated >= self._stalled_after:
+                moved = self._ledger.transition(
+                    study.study_uid, StudyState.COMPLETE, expect=[study.state], generation=study.generation,
+                    reason=f"re-queued: no progress for {now - study.updated:.0f} s while {study.state}",
+                )
+                if moved:
+                    LOG.warning("study %s stalled while %s for %.0f s; queueing it again", study.study_uid,
+                                study.state, now - study.updated)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):

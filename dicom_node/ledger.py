@@ -40,7 +40,7 @@ class StudyState(StrEnum):
     FAILED = "failed"
 
 
-#: States in which a study still owes the sender its results (re-queued on restart).
+#: States in which a study still owes the sender its results (re-queued on restart, or when stalled).
 UNFINISHED = (StudyState.COMPLETE, StudyState.QUEUED, StudyState.ANALYSING, StudyState.DELIVERING)
 
 
@@ -122,6 +122,7 @@ class Study:
     last_received: float
     attempts: int
     reason: str
+    updated: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -315,6 +316,8 @@ class Ledger:
                 "INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?)",
                 (study_uid, generation, destination, state, attempts, detail, self._clock()),
             )
+            db.execute("UPDATE studies SET updated=? WHERE study_uid=? AND generation=?",
+                       (self._clock(), study_uid, generation))
             self._event(db, f"delivery-{state}", study_uid,
                         detail={"destination": destination, "attempts": attempts, "detail": detail})
 
@@ -387,4 +390,5 @@ def _study(row: sqlite3.Row) -> Study:
         last_received=row["last_received"],
         attempts=row["attempts"],
         reason=row["reason"],
+        updated=row["updated"],
     )

@@ -86,7 +86,8 @@ class Node:
         self.associations = OpenAssociations()
         self.destinations = DestinationResolver(settings)
         self.monitor = CompletionMonitor(
-            self.ledger, self.associations, settings.completion_for, self._queue_study
+            self.ledger, self.associations, settings.completion_for, self._queue_study,
+            stalled_after_s=settings.stalled_after_s,
         )
         self._server: ThreadedAssociationServer | None = None
 

@@ -134,6 +134,8 @@ class Settings(BaseModel):
     segmenter_bundle: Path | None = None
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     attention_maps: bool = True
+    stalled_after_s: float = Field(default=1800.0, gt=0.0)
+    visibility_timeout_s: float = Field(default=600.0, ge=60.0)
     send_attempts: int = Field(default=5, ge=1, le=100)
     send_backoff_s: float = Field(default=2.0, ge=0.0, le=600.0)
     max_pdu_size: int = Field(default=131072, ge=0)

@@ -74,6 +74,8 @@ def build_runtime(
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
+        # A task whose worker died is handed to another worker after this long (Redis transport).
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         task_ignore_result=settings.result_backend is None,
     )
     ledger = LazyLedger(settings)

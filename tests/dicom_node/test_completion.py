@@ -81,3 +81,22 @@ def test_queue_failure_leaves_study_complete_and_retries_with_backoff(tmp_path: 
     clock.now += 2
     assert monitor.tick() == ["1.2.3"]
     assert calls == [1001.0, 1002.0, 1004.0]
+
+
+def test_stalled_study_is_queued_again(tmp_path: Path) -> None:
+    clock = _Clock()
+    ledger = Ledger(tmp_path / "l.sqlite3", clock=clock)
+    ledger.record_instance(ReceivedInstance("1.2.3.4", "1.2.3", "1.2.3.5", "1.2", "1.2.840.10008.1.2.1",
+                                            tmp_path / "x.dcm", "A", "127.0.0.1"))
+    ledger.transition("1.2.3", StudyState.ANALYSING)  # then the worker died
+    queued: list[str] = []
+    monitor = CompletionMonitor(ledger, OpenAssociations(), lambda ae: CompletionPolicy(), lambda s: queued.append(
+        s.study_uid), clock=clock, stalled_after_s=600)
+    clock.now += 599
+    monitor.tick()
+    assert queued == []
+    clock.now += 1
+    monitor.tick()
+    assert queued == ["1.2.3"]
+    study = ledger.study("1.2.3")
+    assert study is not None and "no progress for 600 s while analysing" in study.reason
