@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -134,6 +135,31 @@ def cmd_studies(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete the spooled images and outputs of finished studies older than --older-than days."""
+    from dicom_node.ledger import Ledger, StudyState
+
+    settings = settings_from(args)
+    ledger = Ledger(settings.ledger_path)
+    cutoff = dt.datetime.now(dt.UTC).timestamp() - args.older_than * 86400
+    states = [StudyState.DELIVERED, StudyState.ANALYSED] + ([StudyState.FAILED] if args.include_failed else [])
+    purged = 0
+    for study in ledger.studies(states):
+        if study.updated > cutoff:
+            continue
+        if args.dry_run:
+            print(f"would purge {study.study_uid} ({study.state}, {study.instance_count} instance(s))")
+            continue
+        for path in ledger.forget_files(study.study_uid):
+            path.unlink(missing_ok=True)
+        for folder in (settings.spool_dir / study.study_uid, settings.outbox_dir / study.study_uid):
+            shutil.rmtree(folder, ignore_errors=True)
+        purged += 1
+        print(f"purged {study.study_uid} ({study.state})")
+    print(f"{purged} stud(y/ies) purged; the ledger keeps their audit trail")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dermnode",
@@ -177,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(studies)
     studies.add_argument("--events", action="store_true", help="also print each study's audit trail")
     studies.set_defaults(func=cmd_studies)
+
+    purge = sub.add_parser("purge", help="delete images and outputs of finished studies (retention)")
+    _common(purge)
+    purge.add_argument("--older-than", type=float, required=True, metavar="DAYS",
+                       help="only studies finished at least this many days ago")
+    purge.add_argument("--include-failed", action="store_true", help="also purge failed studies")
+    purge.add_argument("--dry-run", action="store_true", help="list what would be purged")
+    purge.set_defaults(func=cmd_purge)
 
     try:
         from inference.commands import register

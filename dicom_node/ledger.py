@@ -321,6 +321,22 @@ class Ledger:
             self._event(db, f"delivery-{state}", study_uid,
                         detail={"destination": destination, "attempts": attempts, "detail": detail})
 
+    def forget_files(self, study_uid: str) -> list[Path]:
+        """Mark a finished study's spool and outbox files as purged; returns the paths to delete.
+
+        The study, instance and delivery rows stay: the audit trail outlives the pixel data.
+        """
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
+            if row is None or row["state"] not in (StudyState.DELIVERED, StudyState.ANALYSED, StudyState.FAILED):
+                raise LedgerError(f"study {study_uid} is not finished; only delivered, analysed or failed "
+                                  "studies can be purged")
+            paths = [Path(r["path"]) for r in db.execute(
+                "SELECT path FROM instances WHERE study_uid=? UNION SELECT path FROM outputs WHERE study_uid=?",
+                (study_uid, study_uid))]
+            self._event(db, "study-purged", study_uid, detail={"files": len(paths)})
+            return paths
+
     # --- queries ---------------------------------------------------------------------------------
     def study(self, study_uid: str) -> Study | None:
         with self._lock:
