@@ -20,8 +20,8 @@ from typing import Any
 from pydicom.uid import generate_uid
 
 from tests import dcmtk
-from tests.integration.test_orthanc import OrthancPACS
 from tests.factories import dermoscopy_dataset
+from tests.integration.test_orthanc import OrthancPACS
 from tests.processes import DermnodeProcess
 
 
