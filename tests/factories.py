@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom import Dataset
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
 DERMOSCOPY_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.7"
 VL_PHOTOGRAPHIC_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.4"
@@ -128,8 +128,8 @@ def dermoscopy_dataset(
     ds.PixelData = pixels.tobytes()
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.file_meta = meta
@@ -206,7 +206,10 @@ def encoded_dermoscopy_file(directory: Path, encoding: str, **kwargs: object) ->
         ds.PixelData = grey.tobytes()
     elif encoding in ("j2k-rct", "j2k-ict"):
         lossless = encoding == "j2k-rct"
-        ds.compress(JPEG2000Lossless if lossless else JPEG2000, **({} if lossless else {"j2k_cr": [20]}))
+        if lossless:
+            ds.compress(JPEG2000Lossless)
+        else:
+            ds.compress(JPEG2000, j2k_cr=[20])
         ds.PhotometricInterpretation = "YBR_RCT" if lossless else "YBR_ICT"
         if not lossless:
             ds.LossyImageCompression = "01"

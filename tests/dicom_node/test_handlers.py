@@ -165,8 +165,11 @@ def test_dataset_sop_class_differing_from_request_gets_a900(node: Node) -> None:
         req.AffectedSOPClassUID = DERMOSCOPY_SOP_CLASS
         req.AffectedSOPInstanceUID = ds.SOPInstanceUID
         req.Priority = 2
-        req.DataSet = BytesIO(encode(ds, False, True))
+        encoded = encode(ds, False, True)
+        assert encoded is not None
+        req.DataSet = BytesIO(encoded)
         context_id = assoc.accepted_contexts[0].context_id
+        assert context_id is not None
         # Pause the association's reactor as pynetdicom's own send_c_store does, or it eats the response.
         assoc._reactor_checkpoint.clear()
         while not assoc._is_paused:
@@ -174,7 +177,7 @@ def test_dataset_sop_class_differing_from_request_gets_a900(node: Node) -> None:
         assoc.dimse.send_msg(req, context_id)
         _, rsp = assoc.dimse.get_msg(block=True)
         assoc._reactor_checkpoint.set()
-        assert rsp is not None and int(rsp.Status) == 0xA900
+        assert rsp is not None and rsp.Status == 0xA900
     finally:
         assoc.release()
     assert node.ledger.studies() == []

@@ -49,6 +49,7 @@ def test_lesion_seg_round_trips_pixel_exact_and_validates(tmp_path: Path, spacin
     assert segment.segmented_property_type.value == "52988006"
     assert segment.segmented_property_category.value == "49755003"
     assert segment.algorithm_type.value == "AUTOMATIC"
+    assert segment.algorithm_identification is not None
     algorithm = segment.algorithm_identification[0]
     assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("lesion-segmenter", "1.0.0")
     assert algorithm.AlgorithmFamilyCodeSequence[0].CodeValue == "123110"

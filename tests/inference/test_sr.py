@@ -123,6 +123,7 @@ def test_report_reads_back_with_the_predictions(
         assert group.tracking_uid and group.tracking_identifier
 
     first = image_groups[0]
+    assert first.finding_type is not None
     assert first.finding_type.value == "1162635006"  # melanoma has the highest probability
     probabilities = {
         _modifier(i): _num(i)
