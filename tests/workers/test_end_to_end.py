@@ -225,3 +225,28 @@ def test_broker_outage_keeps_the_study_and_queues_it_when_redis_returns(
             server.terminate()
             server.wait(timeout=30)
     assert "delivered" in _studies(data_dir)
+
+
+def test_parallel_senders_lose_nothing(tmp_path: Path, destination: dcmtk.StoreSCP) -> None:
+    """Bounded load: 4 studies of 3 images from 4 concurrent storescu; every study delivered once, complete."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data_dir = tmp_path / "node"
+    node = DermnodeProcess(_serve_args(data_dir, destination))
+    try:
+        port = node.wait_listening()
+        studies = [write_study(tmp_path / f"study{i}", n_images=3) for i in range(4)]
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(lambda files: dcmtk.storescu(port, files), studies))
+        assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+        received = destination.wait_for(4 * _expected_objects(3), timeout=240)
+    finally:
+        node.stop()
+    by_study: dict[str, list[Path]] = {}
+    for f in received:
+        by_study.setdefault(str(dcmread(f, stop_before_pixels=True).StudyInstanceUID), []).append(f)
+    assert sorted(by_study) == sorted(str(dcmread(s[0]).StudyInstanceUID) for s in studies)
+    for study_uid, files in by_study.items():
+        _check_outputs(files, 3, study_uid)
+    listing = _studies(data_dir)
+    assert listing.count("delivered") == 4 and "n=3" in listing
