@@ -17,6 +17,7 @@ from dicom_node.contexts import (
     PROPOSED_OUTPUT_SOP_CLASSES,
     PROPOSED_TRANSFER_SYNTAXES,
 )
+from dicom_node.tls import TLSSettings, client_context
 from workers.jobs import Address
 
 LOG = logging.getLogger("dermnode.sender")
@@ -45,6 +46,7 @@ class StoreSender:
         timeout_s: float = 30.0,
         max_pdu: int = 131072,
         sleep: Callable[[float], None] = time.sleep,
+        tls: TLSSettings | None = None,
     ) -> None:
         self._calling_ae = calling_ae
         self._attempts = attempts
@@ -52,6 +54,7 @@ class StoreSender:
         self._timeout = timeout_s
         self._max_pdu = max_pdu
         self._sleep = sleep
+        self._tls = client_context(tls) if tls is not None else None
 
     def _ae(self) -> AE:
         ae = AE(ae_title=self._calling_ae)
@@ -68,7 +71,10 @@ class StoreSender:
 
     def _send_once(self, dest: Address, files: Sequence[Path]) -> str | None:
         """One association for all files; returns None on success or the reason it failed."""
-        assoc = self._ae().associate(dest.host, dest.port, ae_title=dest.ae_title)
+        if dest.tls and self._tls is None:
+            return f"{dest.describe()} asks for TLS but no tls certificate is configured"
+        tls_args = (self._tls, dest.host) if dest.tls and self._tls is not None else None
+        assoc = self._ae().associate(dest.host, dest.port, ae_title=dest.ae_title, tls_args=tls_args)
         if not assoc.is_established:
             if assoc.is_rejected:
                 return f"association rejected by {dest.describe()} (check that it knows our AE title "\

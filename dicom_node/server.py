@@ -21,6 +21,7 @@ from dicom_node.handlers import NodeHandlers, handlers
 from dicom_node.ledger import UNFINISHED, Ledger, Study, StudyState
 from dicom_node.settings import Settings
 from dicom_node.spool import Spool
+from dicom_node.tls import server_context
 from workers.dispatch import Dispatcher
 from workers.jobs import Address, AnalysisJob
 
@@ -60,7 +61,7 @@ class DestinationResolver:
         out: list[Address] = []
         for dest in self.settings.destinations:
             if not dest.sender:
-                out.append(Address(dest.ae_title, dest.host, dest.port))
+                out.append(Address(dest.ae_title, dest.host, dest.port, dest.tls))
                 continue
             peer = self.settings.peer(calling_ae)
             if peer is None or peer.host is None or peer.port is None:
@@ -131,6 +132,7 @@ class Node:
                 (self.settings.bind_address, self.settings.port),
                 block=False,
                 evt_handlers=handlers(node_handlers),  # type: ignore[arg-type]
+                ssl_context=server_context(self.settings.tls) if self.settings.tls else None,
             )
         except OSError as e:
             raise ConfigurationError(
@@ -138,8 +140,9 @@ class Node:
                 "choose another --port or stop the program using it"
             ) from e
         self.monitor.start()
-        LOG.info("dermnode %s listening on %s:%d (data in %s)", self.settings.ae_title,
-                 self.settings.bind_address, self.port, self.settings.data_dir)
+        LOG.info("dermnode %s listening on %s:%d%s (data in %s)", self.settings.ae_title,
+                 self.settings.bind_address, self.port, " with TLS" if self.settings.tls else "",
+                 self.settings.data_dir)
         return self
 
     def stop(self) -> None:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dicom_node.errors import ConfigurationError
+from dicom_node.tls import TLSSettings
 
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 6.2: 16 chars, no backslash, no control
 
@@ -85,6 +86,7 @@ class Destination(BaseModel):
     host: str = ""
     port: int = Field(default=0, ge=0, le=65535)
     sender: bool = False
+    tls: bool = False
 
     @model_validator(mode="after")
     def _complete(self) -> Destination:
@@ -99,19 +101,21 @@ class Destination(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> Destination:
-        """Parse ``AE@HOST:PORT`` or the word ``sender`` (as given to ``--destination``)."""
+        """Parse ``AE@HOST:PORT`` (``AE@HOST:PORT/tls`` for DICOM over TLS) or the word ``sender``."""
         if text.strip().lower() == "sender":
             return cls(sender=True)
+        tls = text.endswith("/tls")
+        text = text.removesuffix("/tls")
         ae, at, rest = text.partition("@")
         host, colon, port = rest.rpartition(":")
         if not at or not colon or not port.isdigit():
             raise ConfigurationError(
                 f"--destination {text!r} is not AE@HOST:PORT (for example PACS@127.0.0.1:4242) or 'sender'"
             )
-        return cls(ae_title=ae, host=host, port=int(port))
+        return cls(ae_title=ae, host=host, port=int(port), tls=tls)
 
     def describe(self) -> str:
-        return "sender" if self.sender else f"{self.ae_title}@{self.host}:{self.port}"
+        return "sender" if self.sender else f"{self.ae_title}@{self.host}:{self.port}{'/tls' if self.tls else ''}"
 
 
 class Settings(BaseModel):
@@ -126,6 +130,7 @@ class Settings(BaseModel):
     destinations: tuple[Destination, ...] = ()
     data_dir: Path = Path("dermnode-data")
     completion: CompletionPolicy = CompletionPolicy()
+    tls: TLSSettings | None = None
     broker_url: str | None = None
     result_backend: str | None = None
     queue_name: str = "dermnode.analysis"
@@ -147,6 +152,13 @@ class Settings(BaseModel):
     @classmethod
     def _ae(cls, v: str) -> str:
         return _check_ae(v, "our AE title (ae_title)")
+
+    @model_validator(mode="after")
+    def _tls_destinations_need_tls(self) -> Settings:
+        needing = [d.describe() for d in self.destinations if d.tls]
+        if needing and self.tls is None:
+            raise ValueError(f"destinations {', '.join(needing)} use TLS: configure tls (certificate, private_key)")
+        return self
 
     @field_validator("uid_prefix")
     @classmethod

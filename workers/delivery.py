@@ -40,16 +40,14 @@ class DeliveryJob:
     attempt: int = 1
 
     def to_message(self) -> dict[str, Any]:
-        d = self.destination
         return {"study_uid": self.study_uid, "generation": self.generation, "attempt": self.attempt,
-                "destination": {"ae_title": d.ae_title, "host": d.host, "port": d.port}}
+                "destination": self.destination.to_message()}
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> DeliveryJob:
         try:
-            d = message["destination"]
             return cls(str(message["study_uid"]), int(message["generation"]),
-                       Address(str(d["ae_title"]), str(d["host"]), int(d["port"])), int(message.get("attempt", 1)))
+                       Address.from_message(message["destination"]), int(message.get("attempt", 1)))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"malformed delivery job message {message!r}: {e}") from e
 
@@ -144,7 +142,8 @@ class Delivery:
         self._settings = settings
         self._ledger = ledger
         self._sender = sender or StoreSender(
-            settings.ae_title, attempts=1, timeout_s=settings.network_timeout_s, max_pdu=settings.max_pdu_size
+            settings.ae_title, attempts=1, timeout_s=settings.network_timeout_s, max_pdu=settings.max_pdu_size,
+            tls=settings.tls,
         )
 
     def files(self, study_uid: str, generation: int) -> list[Path]:

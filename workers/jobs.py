@@ -13,9 +13,17 @@ class Address:
     ae_title: str
     host: str
     port: int
+    tls: bool = False
 
     def describe(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
+        return f"{self.ae_title}@{self.host}:{self.port}{'/tls' if self.tls else ''}"
+
+    def to_message(self) -> dict[str, Any]:
+        return {"ae_title": self.ae_title, "host": self.host, "port": self.port, "tls": self.tls}
+
+    @classmethod
+    def from_message(cls, d: dict[str, Any]) -> Address:
+        return cls(str(d["ae_title"]), str(d["host"]), int(d["port"]), bool(d.get("tls", False)))
 
 
 @dataclass(frozen=True)
@@ -30,9 +38,7 @@ class AnalysisJob:
         return {
             "study_uid": self.study_uid,
             "generation": self.generation,
-            "destinations": [
-                {"ae_title": d.ae_title, "host": d.host, "port": d.port} for d in self.destinations
-            ],
+            "destinations": [d.to_message() for d in self.destinations],
         }
 
     @classmethod
@@ -41,10 +47,7 @@ class AnalysisJob:
             return cls(
                 study_uid=str(message["study_uid"]),
                 generation=int(message["generation"]),
-                destinations=tuple(
-                    Address(str(d["ae_title"]), str(d["host"]), int(d["port"]))
-                    for d in message.get("destinations", [])
-                ),
+                destinations=tuple(Address.from_message(d) for d in message.get("destinations", [])),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"malformed analysis job message {message!r}: {e}") from e

@@ -1,0 +1,105 @@
+"""DICOM over TLS with DCMTK as the peer: mutual TLS into the node, and deliveries over TLS."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dicom_node.errors import ConfigurationError
+from dicom_node.sender import StoreSender
+from dicom_node.server import Node
+from dicom_node.tls import TLSSettings, server_context
+from tests import dcmtk
+from tests.conftest import RecordingDispatcher, node_settings
+from tests.dicom_node.test_sender import _object
+from workers.jobs import Address
+
+
+@dataclass(frozen=True)
+class PKI:
+    ca: Path
+    server_crt: Path
+    server_key: Path
+    client_crt: Path
+    client_key: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    d = tmp_path_factory.mktemp("pki")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+             "-days", "2", "-subj", "/CN=dermnode test CA", cwd=d)
+    for name in ("server", "client"):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", "/CN=127.0.0.1", cwd=d)
+        (d / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+    return PKI(d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key")
+
+
+def _tls(pki: PKI) -> dict[str, object]:
+    return {"certificate": pki.server_crt, "private_key": pki.server_key, "ca_certificates": pki.ca}
+
+
+def test_node_accepts_mutual_tls_and_refuses_plain_tcp(tmp_path: Path, pki: PKI) -> None:
+    with Node(node_settings(tmp_path, tls=_tls(pki)), RecordingDispatcher()) as node:
+        secure = dcmtk.run([dcmtk.tool("echoscu"), "+tls", str(pki.client_key), str(pki.client_crt),
+                            "+cf", str(pki.ca), "-aet", "STORESCU", "-aec", "DERMNODE", "127.0.0.1", str(node.port)])
+        assert secure.returncode == 0, secure.stderr
+        assert dcmtk.echoscu(node.port).returncode != 0  # plain TCP to a TLS port
+
+
+def test_node_refuses_a_client_without_certificate(tmp_path: Path, pki: PKI) -> None:
+    with Node(node_settings(tmp_path, tls=_tls(pki)), RecordingDispatcher()) as node:
+        anonymous = dcmtk.run([dcmtk.tool("echoscu"), "+tla", "+cf", str(pki.ca), "-aet", "STORESCU",
+                               "-aec", "DERMNODE", "127.0.0.1", str(node.port)])
+        assert anonymous.returncode != 0
+
+
+def test_delivery_over_tls_to_storescp(tmp_path: Path, pki: PKI) -> None:
+    port = dcmtk.free_port()
+    out = tmp_path / "in"
+    out.mkdir()
+    scp = subprocess.Popen(
+        [dcmtk.tool("storescp"), "+tls", str(pki.server_key), str(pki.server_crt), "+cf", str(pki.ca),
+         "--aetitle", "PACS", "-od", str(out), str(port)],
+        env=dcmtk.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # wait until storescp answers a TLS echo
+            probe = dcmtk.run([dcmtk.tool("echoscu"), "+tls", str(pki.client_key), str(pki.client_crt),
+                               "+cf", str(pki.ca), "-aec", "PACS", "127.0.0.1", str(port)])
+            if probe.returncode == 0:
+                break
+            time.sleep(0.1)
+        tls = TLSSettings(certificate=pki.client_crt, private_key=pki.client_key, ca_certificates=pki.ca)
+        sender = StoreSender("DERMNODE", attempts=3, backoff_s=0.5, timeout_s=10, tls=tls)
+        result = sender.send(Address("PACS", "127.0.0.1", port, tls=True), [_object(tmp_path)])
+        assert result.delivered, result.detail
+        assert len(list(out.iterdir())) == 1
+        plain = StoreSender("DERMNODE", attempts=1).send(Address("PACS", "127.0.0.1", port, tls=True),
+                                                         [_object(tmp_path)])
+        assert not plain.delivered and "no tls certificate is configured" in plain.detail
+    finally:
+        scp.terminate()
+        scp.wait(timeout=10)
+
+
+def test_bad_tls_settings_say_what_to_fix(tmp_path: Path, pki: PKI) -> None:
+    with pytest.raises(ConfigurationError, match=r"cannot load certificate .*check the tls settings"):
+        server_context(TLSSettings(certificate=tmp_path / "missing.crt", private_key=pki.server_key))
+    with pytest.raises(ConfigurationError, match="require_client_certificate needs ca_certificates"):
+        server_context(TLSSettings(certificate=pki.server_crt, private_key=pki.server_key))
+    with pytest.raises(ConfigurationError, match=r"PACS@h:1/tls use TLS: configure tls"):
+        node_settings(tmp_path, destinations=["PACS@h:1/tls"])
