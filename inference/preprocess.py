@@ -21,6 +21,7 @@ from dicom_node.errors import InferenceError
 from inference.bundle import Normalisation
 
 SHADES_OF_GRAY_POWER = 6
+CENTRALITY_SIGMA = 0.3
 
 
 def check_rgb(image: npt.NDArray[np.generic], what: str = "image") -> npt.NDArray[np.uint8]:
@@ -61,9 +62,7 @@ def resize_rgb(image: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArr
     return np.ascontiguousarray(arr.transpose(1, 2, 0))
 
 
-def prepare_image(
-    image: npt.NDArray[np.uint8], size: tuple[int, int], colour_constancy: str
-) -> npt.NDArray[np.uint8]:
+def prepare_image(image: npt.NDArray[np.uint8], size: tuple[int, int], colour_constancy: str) -> npt.NDArray[np.uint8]:
     """Colour constancy then resize: the uint8 (size, 3) image a network sees before normalisation."""
     check_rgb(image)
     balanced = shades_of_gray(image) if colour_constancy == "shades_of_gray" else image
@@ -91,9 +90,7 @@ def image_transform(size: tuple[int, int], normalisation: Normalisation) -> Comp
     )
 
 
-def prepared_unit_chw(
-    image: npt.NDArray[np.uint8], size: tuple[int, int], colour_constancy: str
-) -> torch.Tensor:
+def prepared_unit_chw(image: npt.NDArray[np.uint8], size: tuple[int, int], colour_constancy: str) -> torch.Tensor:
     """:func:`prepare_image` as a float CHW tensor scaled to 0..1."""
     prepared = prepare_image(image, size, colour_constancy)
     return torch.from_numpy(np.ascontiguousarray(prepared.transpose(2, 0, 1))).float() / 255.0
@@ -132,11 +129,27 @@ def largest_component(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     return np.asarray(labels == int(np.argmax(sizes)), dtype=bool)
 
 
-def lesion_mask(
-    prob: npt.NDArray[np.float32], shape: tuple[int, int], threshold: float = 0.5
-) -> npt.NDArray[np.bool_]:
+def main_component(mask: npt.NDArray[np.bool_], prob: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    """Keep the 8-connected component with the largest probability mass weighted by centrality.
+
+    Dermoscopy centres the lesion; false positives (vignetting, dark corners, a second mole) sit off
+    centre. Weight = exp(-(d / 0.3)^2), d = centroid offset from the image centre in image fractions.
+    On the validation split this picked the lesion where the largest component was a peripheral blob.
+    """
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if count <= 1:
+        return mask.astype(bool)
+    index = np.arange(1, count + 1)
+    mass = np.asarray(ndimage.sum(prob, labels, index), dtype=np.float64)
+    centroids = np.asarray(ndimage.center_of_mass(mask, labels, index), dtype=np.float64).reshape(count, 2)
+    offset = centroids / np.array(mask.shape, dtype=np.float64) - (np.array(mask.shape) - 1) / 2 / np.array(mask.shape)
+    weight = np.exp(-((np.hypot(offset[:, 0], offset[:, 1]) / CENTRALITY_SIGMA) ** 2))
+    return np.asarray(labels == int(index[np.argmax(mass * weight)]), dtype=bool)
+
+
+def lesion_mask(prob: npt.NDArray[np.float32], shape: tuple[int, int], threshold: float = 0.5) -> npt.NDArray[np.bool_]:
     """Network-resolution lesion probability → boolean mask on the source grid ``shape``:
-    resample, threshold, keep the largest component, fill holes."""
-    mask = resize_map(prob, shape) >= threshold
-    mask = largest_component(mask)
+    resample, threshold, keep the main (central, confident) component, fill holes."""
+    resampled = resize_map(prob, shape)
+    mask = main_component(resampled >= threshold, resampled)
     return np.asarray(ndimage.binary_fill_holes(mask), dtype=bool)

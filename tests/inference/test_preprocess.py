@@ -89,3 +89,12 @@ def test_resize_matches_monai_resize() -> None:
         chw = torch.from_numpy(image.transpose(2, 0, 1).copy()).float()
         expected = torch.as_tensor(Resize(spatial_size=size, mode="area")(chw)).round().to(torch.uint8).numpy()
         assert np.array_equal(resize_rgb(image, size), expected.transpose(1, 2, 0))
+
+
+def test_main_component_prefers_the_central_lesion_over_a_larger_corner_blob() -> None:
+    prob = np.zeros((60, 80), np.float32)
+    prob[22:38, 32:48] = 0.9  # central lesion, 256 px
+    prob[0:20, 0:20] = 0.9  # corner blob, 400 px
+    mask = lesion_mask(prob, (60, 80))
+    assert mask[30, 40] and not mask[5, 5]
+    assert largest_component(prob >= 0.5)[5, 5]
