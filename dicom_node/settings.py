@@ -7,6 +7,7 @@ Sources, later ones winning: built-in defaults < YAML file (``--config``) < envi
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,6 +60,18 @@ class Peer(BaseModel):
     @classmethod
     def _ae(cls, v: str) -> str:
         return _check_ae(v, "allowed peer AE title")
+
+    @field_validator("host")
+    @classmethod
+    def _ip(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError as e:
+            raise ValueError(
+                f"allowed peer host {v!r} must be an IP address (associations are matched by address)"
+            ) from e
 
     @classmethod
     def parse(cls, text: str) -> Peer:
@@ -260,10 +273,10 @@ def load_settings(
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_path(merged, key, value)
-    for key in ("allowed_peers", "destinations"):
-        if key in merged:
-            merged[key] = _coerce_list(key, merged[key])
     try:
+        for key in ("allowed_peers", "destinations"):
+            if key in merged:
+                merged[key] = _coerce_list(key, merged[key])
         return Settings.model_validate(merged)
     except ValidationError as e:
         problems = "; ".join(

@@ -41,6 +41,7 @@ def test_destinations_parse_fixed_and_sender() -> None:
         ({"destinations": ["PACS@nohostport"]}, r"is not AE@HOST:PORT"),
         ({"device": "tpu"}, r"device: Input should be 'cpu', 'cuda' or 'auto'"),
         ({"no_such_key": 1}, r"no_such_key: Extra inputs are not permitted"),
+        ({"allowed_peers": ["PACS@pacs.example.org"]}, r"host 'pacs.example.org' must be an IP address"),
     ],
 )
 def test_bad_settings_say_what_to_fix(overrides: dict[str, object], message: str) -> None:
