@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dicom_node.errors import InferenceError
-from inference.bundle import METADATA_FILE, metadata_document, read_metadata
+from inference.bundle import read_metadata
 from inference.data import VALIDATION_IDS, Record, partition, read_ids, read_mask, read_records, read_rgb
 from inference.metrics import (
     balanced_accuracy,
@@ -195,7 +195,7 @@ RUN_KEYS = ("command", "validation_ids", "limit", "tta")
 
 def record_metrics(classifier: Path, segmenter: Path, metrics: Mapping[str, Any]) -> None:
     """Store the measured figures in each bundle's metadata ``metrics`` and regenerate its model card."""
-    from inference.training.model_card import DATA_SOURCE, LICENSE, rewrite_card
+    from inference.training.model_card import rewrite_metadata
 
     for bundle, keys in ((classifier, CLASSIFIER_KEYS), (segmenter, SEGMENTER_KEYS)):
         meta = read_metadata(bundle)
@@ -204,11 +204,7 @@ def record_metrics(classifier: Path, segmenter: Path, metrics: Mapping[str, Any]
             for source, m in metrics["by_source"].items()
         }
         measured = {k: metrics[k] for k in (*RUN_KEYS, *keys)} | {"by_source": by_source}
-        meta = replace(meta, metrics=_jsonable(measured))
-        document = metadata_document(meta, data_source=DATA_SOURCE, license=LICENSE)
-        document["changelog"] = meta.document.get("changelog", document["changelog"])
-        (bundle / METADATA_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-        rewrite_card(bundle, meta)
+        rewrite_metadata(bundle, replace(meta, metrics=_jsonable(measured)))
 
 
 def _write_per_image(path: Path, outcomes: Outcomes, keys: Sequence[str]) -> None:

@@ -13,7 +13,15 @@ from typing import Any
 
 from torch import nn
 
-from inference.bundle import README_FILE, BundleMetadata, Task, metadata_document, write_bundle
+from inference.bundle import (
+    METADATA_FILE,
+    README_FILE,
+    BundleMetadata,
+    Task,
+    metadata_document,
+    parse_metadata,
+    write_bundle,
+)
 from inference.lesion_classes import VERIFIED_IN_PYDICOM
 
 DATA_SOURCE = (
@@ -24,6 +32,24 @@ LICENSE = (
     "Code Apache-2.0. Weights were trained on CC BY-NC 4.0 / research-only data: non-commercial research "
     "use only, with attribution to the data sources."
 )
+
+LIMITATIONS = {
+    Task.CLASSIFICATION: [
+        "- Trained from scratch on 2 CPU cores at 72x96 pixels within a ~1 hour budget: a compact reference "
+        "model, well below published HAM10000 classifiers; targets it misses are marked **no** above.",
+        "- Melanoma sensitivity on the validation split is >= 0.90 by construction (the threshold was chosen "
+        "there); expect lower sensitivity on new data.",
+        "- ISIC 2017 images arrived squashed to 256x256 and ISIC UDA-1 has 30 validation images: per-source "
+        "figures for them are noisy.",
+        "- The sources are mostly fair skin from European/Australian/US clinics; behaviour on darker skin, "
+        "clinical (non-dermoscopic) photographs and non-lesion images is unknown.",
+    ],
+    Task.SEGMENTATION: [
+        "- Trained only on HAM10000 masks; Dice is measured only there.",
+        "- A few HAM10000 ground-truth masks are inverted (e.g. ISIC_0024512, ISIC_0024642 mark the skin, "
+        "not the lesion) and count as failures in the Dice figures.",
+    ],
+}
 
 TARGETS = {
     "melanoma_auc": (">=", 0.92),
@@ -41,7 +67,12 @@ def write_trained_bundle(out: Path, meta: BundleMetadata, network: nn.Module) ->
     write_bundle(out, document, network, render_card(meta))
 
 
-def rewrite_card(bundle: Path, meta: BundleMetadata) -> None:
+def rewrite_metadata(bundle: Path, meta: BundleMetadata) -> None:
+    """Replace a bundle's metadata.json (keeping its changelog) and regenerate its model card; weights stay."""
+    document = metadata_document(meta, data_source=DATA_SOURCE, license=LICENSE)
+    document["changelog"] = meta.document.get("changelog", document["changelog"])
+    parse_metadata(document, Path(bundle) / METADATA_FILE)
+    (Path(bundle) / METADATA_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     (Path(bundle) / README_FILE).write_text(render_card(meta), encoding="utf-8")
 
 
@@ -78,8 +109,9 @@ def render_card(meta: BundleMetadata) -> str:
         ]
     else:
         lines += [
-            f"- Output: lesion probability (sigmoid), mask threshold {meta.mask_threshold}, largest "
-            "component kept, holes filled, resampled to the source pixel grid."
+            f"- Output: lesion probability (sigmoid, flip TTA), resampled to the source pixel grid, "
+            f"threshold {meta.mask_threshold}, the central and confident connected component kept, "
+            "holes filled."
         ]
     lines += [
         "",
@@ -104,6 +136,7 @@ def render_card(meta: BundleMetadata) -> str:
         "",
     ]
     lines += _metrics_lines(meta.metrics)
+    lines += ["", "## Limitations", "", *LIMITATIONS[meta.task]]
     lines += [
         "",
         "## Licence and data",
