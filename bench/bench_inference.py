@@ -1,6 +1,6 @@
 """CPU latency of the shipped bundles through Analyzer: classify + segment (+ Grad-CAM) per image.
 
-Run: ``python bench/bench_inference.py --data ../shared/data/dermoscopy --n 64 --threads 2``
+Run: ``python -m bench.bench_inference --data ../shared/data/dermoscopy --n 64 --threads 2``
 (images from the fixed validation split; synthetic 200x150 images when --data is not given).
 """
 

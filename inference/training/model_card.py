@@ -122,8 +122,9 @@ def render_card(meta: BundleMetadata) -> str:
         f"- Seed {t.get('seed')}, {t.get('epochs')} epochs, image size {t.get('image_size')}, "
         f"batch {t.get('batch_size')}, device {t.get('device')}; {t.get('images_per_second', '?')} training "
         f"images/s, {t.get('train_minutes', '?')} min.",
-        f"- Reproduce: `{t.get('command', '')}`",
+        f"- Command (last part of the run): `{t.get('command', '')}`",
         *[f"  - ran {part}" for part in t.get("history", [])],
+        *([f"- Note: {t['note']}"] if t.get("note") else []),
         "- Recipe: from scratch (no pretrained weights); random rotation, scale, flips, shift, brightness/"
         "contrast/saturation/channel-gain jitter; weight EMA; AdamW with cosine schedule"
         + (
