@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dicom_node.errors import InferenceError
@@ -48,4 +49,4 @@ def test_threshold_for_sensitivity_by_hand() -> None:
     scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.99]
     positive = [True] * 10 + [False]
     # 10 positives: 9 must be at or above t → the 9th highest positive, 0.1.
-    assert threshold_for_sensitivity(scores, positive, 0.9) == pytest.approx(0.1)
+    assert threshold_for_sensitivity(np.array(scores), np.array(positive), 0.9) == pytest.approx(0.1)
