@@ -42,6 +42,7 @@ from dicom_node.server import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_N
 from dicom_node.settings import Settings
 from tests.conftest import RecordingDispatcher, node_settings
 from tests.factories import dermoscopy_dataset
+from tests.scu import c_store
 from workers.jobs import Address
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -274,13 +275,7 @@ def _store_contexts() -> list[PresentationContext]:
 
 
 def _store(node: Node, ds: Dataset) -> int:
-    assoc = _associate(node, _store_contexts())
-    assert assoc.is_established
-    try:
-        status = assoc.send_c_store(ds)
-        return int(status.Status)
-    finally:
-        assoc.release()
+    return c_store(node.port, ds, [ExplicitVRLittleEndian], calling=CALLING)
 
 
 def test_running_node_returns_the_statement_store_statuses(tmp_path: Path) -> None:

@@ -7,29 +7,16 @@ import time
 from pathlib import Path
 
 import pytest
-from pydicom import Dataset
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, generate_uid
 from pynetdicom import AE
 
-from dicom_node.contexts import ACCEPTED_IMAGE_SOP_CLASSES, ACCEPTED_TRANSFER_SYNTAXES
+from dicom_node.contexts import ACCEPTED_TRANSFER_SYNTAXES
 from dicom_node.ledger import StudyState
 from dicom_node.server import Node
 from tests import dcmtk
 from tests.conftest import RecordingDispatcher
 from tests.factories import DERMOSCOPY_SOP_CLASS, dermoscopy_dataset, write_study
-
-
-def _pyscu_store(port: int, ds: Dataset, calling: str = "PYSCU") -> int:
-    ae = AE(ae_title=calling)
-    for sop in ACCEPTED_IMAGE_SOP_CLASSES:
-        ae.add_requested_context(sop, list(ACCEPTED_TRANSFER_SYNTAXES[:3]))
-    assoc = ae.associate("127.0.0.1", port, ae_title="DERMNODE")
-    assert assoc.is_established
-    try:
-        status = assoc.send_c_store(ds)
-        return int(status.Status)
-    finally:
-        assoc.release()
+from tests.scu import c_store
 
 
 def test_c_echo_succeeds(node: Node) -> None:
@@ -82,19 +69,8 @@ def test_store_study_spools_records_and_queues_once_complete(
 def test_compressed_instances_are_accepted(node: Node, syntax: str) -> None:
     ds = dermoscopy_dataset()
     ds.compress(syntax)
-    assert _pyscu_store_ts(node.port, ds, syntax) == 0x0000
+    assert c_store(node.port, ds) == 0x0000
     assert node.ledger.instances(ds.StudyInstanceUID)[0].transfer_syntax == syntax
-
-
-def _pyscu_store_ts(port: int, ds: Dataset, syntax: str) -> int:
-    ae = AE(ae_title="PYSCU")
-    ae.add_requested_context(ds.SOPClassUID, [syntax])
-    assoc = ae.associate("127.0.0.1", port, ae_title="DERMNODE")
-    assert assoc.is_established
-    try:
-        return int(assoc.send_c_store(ds).Status)
-    finally:
-        assoc.release()
 
 
 def test_jpeg_baseline_from_dcmtk_is_accepted(node: Node, tmp_path: Path) -> None:
@@ -121,18 +97,18 @@ def test_missing_study_uid_gets_a900_and_the_node_keeps_serving(
     bad = dermoscopy_dataset()
     del bad.StudyInstanceUID
     with caplog.at_level(logging.ERROR, logger="dermnode.node"):
-        assert _pyscu_store(node.port, bad) == 0xA900
+        assert c_store(node.port, bad) == 0xA900
     assert "StudyInstanceUID is missing" in caplog.text
     assert bad.SOPInstanceUID in caplog.text
     good = dermoscopy_dataset()
-    assert _pyscu_store(node.port, good) == 0x0000
+    assert c_store(node.port, good) == 0x0000
     assert dcmtk.echoscu(node.port).returncode == 0
 
 
 def test_truncated_pixel_data_gets_c000(node: Node) -> None:
     bad = dermoscopy_dataset()
     bad.PixelData = bad.PixelData[: len(bad.PixelData) // 2]
-    assert _pyscu_store(node.port, bad) == 0xC000
+    assert c_store(node.port, bad) == 0xC000
     assert node.ledger.studies() == []
     rejected = [e for e in node.ledger.events() if e.kind == "instance-rejected"]
     assert rejected and rejected[0].sop_instance_uid == bad.SOPInstanceUID
@@ -144,7 +120,7 @@ def test_corrupt_jpeg_stream_gets_c000(node: Node) -> None:
     from pydicom.encaps import encapsulate
 
     ds.PixelData = encapsulate([b"\xff\xd8not a jpeg-ls stream" + b"\x00" * 50])
-    assert _pyscu_store_ts(node.port, ds, JPEGLSLossless) == 0xC000
+    assert c_store(node.port, ds) == 0xC000
 
 
 def test_dataset_sop_class_differing_from_request_gets_a900(node: Node) -> None:
