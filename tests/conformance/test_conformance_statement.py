@@ -270,10 +270,6 @@ def test_running_node_rejects_associations_as_the_statement_says(running_node: N
     assert observed == rejections()
 
 
-def _store_contexts() -> list[PresentationContext]:
-    return [build_context(contexts.DERMOSCOPIC_PHOTOGRAPHY_IMAGE_STORAGE, ExplicitVRLittleEndian)]
-
-
 def _store(node: Node, ds: Dataset) -> int:
     return c_store(node.port, ds, [ExplicitVRLittleEndian], calling=CALLING)
 
