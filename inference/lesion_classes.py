@@ -5,10 +5,12 @@ PS3.16 concept dictionary):
 
 - verified in pydicom's dictionary: mel 1162635006 "Malignant melanoma", akiec 201101007 "Actinic
   keratosis", vasc 400210000 "Hemangioma" (the closest vascular-lesion concept it has).
-- NOT in pydicom's dictionary, taken from SNOMED CT International and not verified here: nv 400096001
-  "Melanocytic nevus", bcc 254701007 "Basal cell carcinoma of skin", bkl 201100008 "Seborrheic
-  keratosis" (HAM10000 "bkl" also holds solar lentigo and lichen-planus-like keratosis), df 402802007
-  "Dermatofibroma". Check these in a SNOMED CT browser before clinical deployment.
+- not in pydicom's dictionary, confirmed in public SNOMED CT reference pages (a FHIR terminology
+  server's SNOMED CT browser: 400096001 "Melanocytic nevus (disorder)"; NCBI MedGen and MONDO:
+  254701007 "Basal cell carcinoma of skin"): nv 400096001, bcc 254701007.
+- NOT verified anywhere here: bkl 201100008 "Seborrheic keratosis" (HAM10000 "bkl" also holds solar
+  lentigo and lichen-planus-like keratosis) and df 402802007 "Dermatofibroma". Check these in a
+  SNOMED CT browser before clinical deployment.
 
 ``malignant`` follows the HAM10000 convention: mel, bcc and akiec form the malignant group
 (akiec is precancerous / intraepithelial carcinoma).
@@ -50,6 +52,9 @@ HAM10000_CLASSES: tuple[ClassLabel, ...] = (
 
 #: Codes found in pydicom's SNOMED CT dictionary (see the module docstring).
 VERIFIED_IN_PYDICOM: frozenset[str] = frozenset({"1162635006", "201101007", "400210000", "95324001"})
+
+#: Codes not in pydicom's dictionary but confirmed in public SNOMED CT reference pages (docstring).
+VERIFIED_ELSEWHERE: frozenset[str] = frozenset({"400096001", "254701007"})
 
 #: The single label of a segmentation bundle (SCT 95324001 "Skin lesion", verified in pydicom).
 LESION = ClassLabel("lesion", "Skin lesion", CodedConcept("95324001", SCT, "Skin lesion"), malignant=False)

@@ -22,7 +22,7 @@ from inference.bundle import (
     parse_metadata,
     write_bundle,
 )
-from inference.lesion_classes import VERIFIED_IN_PYDICOM
+from inference.lesion_classes import VERIFIED_ELSEWHERE, VERIFIED_IN_PYDICOM
 
 DATA_SOURCE = (
     "HAM10000 (Tschandl et al. 2018, CC BY-NC 4.0), ISIC 2017 challenge part 3 (ISIC Archive terms), "
@@ -76,6 +76,14 @@ def rewrite_metadata(bundle: Path, meta: BundleMetadata) -> None:
     (Path(bundle) / README_FILE).write_text(render_card(meta), encoding="utf-8")
 
 
+def _provenance(code: str) -> str:
+    if code in VERIFIED_IN_PYDICOM:
+        return "in pydicom's DICOM dictionary"
+    if code in VERIFIED_ELSEWHERE:
+        return "in public SNOMED CT references, not in pydicom's dictionary"
+    return "NOT verified"
+
+
 def render_card(meta: BundleMetadata) -> str:
     t = dict(meta.training)
     kind = "classifier" if meta.task is Task.CLASSIFICATION else "lesion segmenter"
@@ -99,12 +107,12 @@ def render_card(meta: BundleMetadata) -> str:
             f"- Melanoma operating threshold: {meta.operating_threshold} (p(mel), chosen on the fixed validation "
             "split for sensitivity >= 0.90). Malignant = mel + bcc + akiec.",
             "",
-            "| key | name | code (SCT) | malignant | code in pydicom's dictionary |",
+            "| key | name | code (SCT) | malignant | code checked |",
             "|---|---|---|---|---|",
         ]
         lines += [
             f"| {x.key} | {x.name} | {x.code.value} {x.code.meaning} | {x.malignant} | "
-            f"{'verified' if x.code.value in VERIFIED_IN_PYDICOM else 'NOT verified'} |"
+            f"{_provenance(x.code.value)} |"
             for x in meta.labels
         ]
     else:
