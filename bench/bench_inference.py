@@ -45,7 +45,7 @@ def main() -> int:
     if args.data:
         images = [
             read_rgb(r.image_path)
-            for r in validation_records(args.data, VALIDATION_IDS, None)
+            for r in validation_records(args.data, VALIDATION_IDS, None)[0]
             if r.source == "HAM10000"
         ][: args.n]
     else:

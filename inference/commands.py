@@ -42,13 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--no-progress", action="store_true")
         p.set_defaults(func=_train)
 
-    evaluate = subparsers.add_parser("evaluate", help="measure bundles on the fixed validation split")
+    evaluate = subparsers.add_parser(
+        "evaluate", help="measure bundles on a labelled folder (our data: the fixed validation split only)"
+    )
     evaluate.add_argument("--data", type=Path, required=True, help="folder with labels.csv")
     evaluate.add_argument("--classifier", type=Path, help="classifier bundle (default: shipped)")
     evaluate.add_argument("--segmenter", type=Path, help="segmenter bundle (default: shipped)")
     evaluate.add_argument("--out", type=Path, required=True, help="report folder (metrics.json, plots)")
     evaluate.add_argument("--limit", type=int, help="evaluate N evenly spaced validation images (by id)")
-    evaluate.add_argument("--validation-ids", type=Path, default=VALIDATION_IDS)
+    evaluate.add_argument("--validation-ids", type=Path, default=VALIDATION_IDS,
+                          help="our own data is evaluated only on these ids (default: the fixed split); a "
+                          "folder with none of them is evaluated whole")
+    evaluate.add_argument("--all-images", action="store_true", help="evaluate every image of --data")
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--no-tta", action="store_true", help="disable test-time flips")
     evaluate.add_argument("--no-plots", action="store_true")
@@ -98,6 +103,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             segmenter=args.segmenter,
             limit=args.limit,
             validation_ids=args.validation_ids,
+            all_images=args.all_images,
             device=args.device,
             tta=not args.no_tta,
             plots=not args.no_plots,

@@ -27,7 +27,8 @@ from inference.preprocess import prepare_image, resize_map
 LABELS_FILE = "labels.csv"
 SPLITS_DIR = Path(__file__).parent / "splits"
 VALIDATION_IDS = SPLITS_DIR / "validation_ids.txt"
-REQUIRED_COLUMNS = ("image_id", "diagnosis", "image_path", "source")
+REQUIRED_COLUMNS = ("image_id", "diagnosis")
+#: Optional columns and what stands in for them: images/<image_id>.jpg, source "unknown", no mask.
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,10 @@ def read_records(data_dir: Path) -> list[Record]:
                 Record(
                     image_id=row["image_id"],
                     diagnosis=row["diagnosis"],
-                    image_path=Path(data_dir) / row["image_path"],
+                    image_path=Path(data_dir) / ((row.get("image_path") or "").strip()
+                                                 or f"images/{row['image_id']}.jpg"),
                     mask_path=Path(data_dir) / mask if mask else None,
-                    source=row["source"],
+                    source=(row.get("source") or "").strip() or "unknown",
                     lesion_id=(row.get("lesion_id") or "").strip() or None,
                 )
             )

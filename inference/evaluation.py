@@ -42,6 +42,7 @@ class EvaluationOptions:
     segmenter: Path | None = None
     limit: int | None = None
     validation_ids: Path = VALIDATION_IDS
+    all_images: bool = False
     device: str = "cpu"
     tta: bool = True
     plots: bool = True
@@ -59,17 +60,31 @@ class Outcomes:
     jaccard: list[float | None]
 
 
-def validation_records(data: Path, ids_file: Path, limit: int | None) -> list[Record]:
-    """The validation records of ``data`` sorted by image id; with ``limit``, that many evenly spaced ones
-    (a deterministic subset that keeps the mix of sources)."""
-    _, validation = partition(read_records(data), read_ids(ids_file))
+def validation_records(
+    data: Path, ids_file: Path, limit: int | None, all_images: bool = False
+) -> tuple[list[Record], str]:
+    """The records to evaluate, sorted by image id, and what they are.
+
+    A folder that shares images with ``ids_file`` (our own data) is evaluated on those images only,
+    never on training images; any other folder (an external test set) is evaluated whole, as is
+    every folder with ``all_images``. With ``limit``, that many evenly spaced records are kept (a
+    deterministic subset that keeps the mix of sources).
+    """
+    records = read_records(data)
+    if all_images:
+        validation, selection = records, "all images (--all-images)"
+    else:
+        _, validation = partition(records, read_ids(ids_file))
+        selection = f"the images listed in {ids_file.name}"
+        if not validation:
+            validation, selection = records, f"all images (none is listed in {ids_file.name}: an external set)"
     if not validation:
-        raise InferenceError(f"No image of {data} is listed in {ids_file}; nothing to evaluate.")
+        raise InferenceError(f"{data} lists no image; nothing to evaluate.")
     validation.sort(key=lambda r: r.image_id)
     if not limit or limit >= len(validation):
-        return validation
+        return validation, selection
     picks = np.unique(np.linspace(0, len(validation) - 1, limit).round().astype(int))
-    return [validation[int(i)] for i in picks]
+    return [validation[int(i)] for i in picks], selection
 
 
 def evaluate(options: EvaluationOptions) -> dict[str, Any]:
@@ -77,7 +92,8 @@ def evaluate(options: EvaluationOptions) -> dict[str, Any]:
     classifier = options.classifier or DEFAULT_CLASSIFIER
     segmenter = options.segmenter or DEFAULT_SEGMENTER
     analyzer = Analyzer.from_bundles(classifier, segmenter, options.device, AnalysisOptions(tta=options.tta))
-    records = validation_records(options.data, options.validation_ids, options.limit)
+    records, selection = validation_records(options.data, options.validation_ids, options.limit,
+                                            options.all_images)
     outcomes = run(analyzer, records)
     meta = analyzer.classifier.metadata
     keys = [x.key for x in meta.labels]
@@ -85,6 +101,7 @@ def evaluate(options: EvaluationOptions) -> dict[str, Any]:
     metrics = summarise(outcomes, keys, meta.melanoma_key or "mel", malignant, meta.operating_threshold)
     metrics["command"] = options.command
     metrics["validation_ids"] = options.validation_ids.name
+    metrics["selection"] = selection
     metrics["limit"] = options.limit
     metrics["tta"] = options.tta
     metrics["classifier"] = analyzer.classifier.metadata.identity.label
