@@ -10,6 +10,7 @@ import pytest
 
 from dicom_node.server import Node
 from dicom_node.settings import Settings, load_settings
+from tests import dcmtk
 from workers.jobs import AnalysisJob
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dermoscopy"
@@ -41,6 +42,14 @@ def node_settings(tmp_path: Path, **overrides: object) -> Settings:
     }
     base.update(overrides)
     return load_settings(None, {}, base)
+
+
+@pytest.fixture
+def destination(tmp_path: Path) -> Iterator[dcmtk.StoreSCP]:
+    """A DCMTK storescp on an ephemeral port: the PACS that receives SR + SEG."""
+    scp = dcmtk.StoreSCP(tmp_path / "received")
+    yield scp
+    scp.stop()
 
 
 @pytest.fixture

@@ -7,27 +7,22 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import highdicom as hd
 import pytest
 import redis
 from pydicom import dcmread
 
 from tests import dcmtk
-from tests.dciodvfy import dciodvfy_problems
+from tests.e2e import check_outputs, expected_objects, serve_args, studies_listing
 from tests.factories import write_study
 from tests.processes import DermnodeProcess
 
 pytestmark = pytest.mark.e2e
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
-SEG = "1.2.840.10008.5.1.4.1.1.66.4"
-
-
 def _redis_or_skip() -> redis.Redis:
     client = redis.Redis.from_url(REDIS_URL)
     try:
@@ -38,13 +33,6 @@ def _redis_or_skip() -> redis.Redis:
 
 
 @pytest.fixture
-def destination(tmp_path: Path) -> Iterator[dcmtk.StoreSCP]:
-    scp = dcmtk.StoreSCP(tmp_path / "received")
-    yield scp
-    scp.stop()
-
-
-@pytest.fixture
 def queue_name() -> Iterator[str]:
     name = f"dermnode-test-{uuid.uuid4().hex[:8]}"
     yield name
@@ -52,59 +40,21 @@ def queue_name() -> Iterator[str]:
     client.delete(name, f"{name}\x06\x163", f"{name}\x06\x166", f"{name}\x06\x169")
 
 
-def _serve_args(data_dir: Path, dest: dcmtk.StoreSCP, *extra: str) -> list[str]:
-    return [
-        "serve", "--port", "0", "--bind", "127.0.0.1", "--data-dir", str(data_dir),
-        "--allow", "STORESCU", "--destination", f"{dest.ae_title}@127.0.0.1:{dest.port}",
-        "--quiet-period", "1", *extra,
-    ]
-
-
-def _check_outputs(files: list[Path], n_images: int, study_uid: str) -> None:
-    datasets = [dcmread(f) for f in files]
-    segs = [d for d in datasets if d.SOPClassUID == SEG]
-    srs = [d for d in datasets if d.Modality == "SR"]
-    lesion_segs = [d for d in segs if d.SegmentationType == "BINARY"]
-    assert len(lesion_segs) == n_images, [d.SeriesDescription for d in datasets]
-    assert len(srs) == 1
-    for f, d in zip(files, datasets, strict=True):
-        assert d.StudyInstanceUID == study_uid
-        assert "not for diagnostic use" in d.SeriesDescription.lower()
-        assert dciodvfy_problems(f) == [], f"{d.SeriesDescription}: {dciodvfy_problems(f)}"
-        if d.SOPClassUID == SEG:
-            seg = hd.seg.segread(f)
-            assert seg.number_of_segments >= 1
-        else:
-            sr = hd.sr.srread(f)
-            assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
-
-
-def _studies(data_dir: Path) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "dicom_node.cli", "studies", "--data-dir", str(data_dir)],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout
-
-
-def _expected_objects(n_images: int) -> int:
-    return 2 * n_images + 1  # lesion SEG + attention SEG per image, one SR
-
-
 def test_embedded_default_delivers_sr_and_seg(tmp_path: Path, destination: dcmtk.StoreSCP) -> None:
     data_dir = tmp_path / "node"
-    node = DermnodeProcess(_serve_args(data_dir, destination))
+    node = DermnodeProcess(serve_args(data_dir, destination))
     try:
         port = node.wait_listening()
         files = write_study(tmp_path / "study", n_images=2)
         study_uid = str(dcmread(files[0]).StudyInstanceUID)
         sent = dcmtk.storescu(port, files)
         assert sent.returncode == 0, sent.stderr
-        received = destination.wait_for(_expected_objects(2), timeout=120)
-        _check_outputs(received, 2, study_uid)
+        received = destination.wait_for(expected_objects(2), timeout=120)
+        check_outputs(received, 2, study_uid)
         node.wait_for_log(r"delivered \d+ object\(s\) to DEST")
     finally:
         node.stop()
-    assert "delivered" in _studies(data_dir)
+    assert "delivered" in studies_listing(data_dir)
 
 
 def test_redis_and_celery_worker_deliver_sr_and_seg(
@@ -116,21 +66,21 @@ def test_redis_and_celery_worker_deliver_sr_and_seg(
     worker = DermnodeProcess(
         ["worker", "--broker", REDIS_URL, "--data-dir", str(data_dir), "--hostname", f"{queue_name}@%h"], env=env
     )
-    node = DermnodeProcess(_serve_args(data_dir, destination, "--broker", REDIS_URL), env=env)
+    node = DermnodeProcess(serve_args(data_dir, destination, "--broker", REDIS_URL), env=env)
     try:
         port = node.wait_listening()
         worker.wait_for_log(r"ready\.", timeout=120)
         files = write_study(tmp_path / "study", n_images=2)
         study_uid = str(dcmread(files[0]).StudyInstanceUID)
         assert dcmtk.storescu(port, files).returncode == 0
-        received = destination.wait_for(_expected_objects(2), timeout=120)
-        _check_outputs(received, 2, study_uid)
+        received = destination.wait_for(expected_objects(2), timeout=120)
+        check_outputs(received, 2, study_uid)
         worker.wait_for_log(r"delivered \d+ object\(s\) to DEST")
         assert "analysed" not in node.logs()  # the node itself never analysed: the worker did
     finally:
         node.stop()
         worker.stop()
-    assert "delivered" in _studies(data_dir)
+    assert "delivered" in studies_listing(data_dir)
 
 
 def test_restart_delivers_a_complete_undelivered_study(
@@ -139,7 +89,7 @@ def test_restart_delivers_a_complete_undelivered_study(
     """The node queues a study to a broker with no worker, crashes; restarted, it delivers the study."""
     _redis_or_skip()
     data_dir = tmp_path / "node"
-    first = DermnodeProcess(_serve_args(data_dir, destination, "--broker", REDIS_URL),
+    first = DermnodeProcess(serve_args(data_dir, destination, "--broker", REDIS_URL),
                             env={"DERMNODE_QUEUE": queue_name})
     try:
         port = first.wait_listening()
@@ -148,17 +98,17 @@ def test_restart_delivers_a_complete_undelivered_study(
         first.wait_for_log(r"queued for DEST", timeout=60)
     finally:
         first.kill()
-    assert "queued" in _studies(data_dir)
+    assert "queued" in studies_listing(data_dir)
     assert destination.files() == []
-    second = DermnodeProcess(_serve_args(data_dir, destination))  # embedded, same data directory
+    second = DermnodeProcess(serve_args(data_dir, destination))  # embedded, same data directory
     try:
         second.wait_listening()
-        received = destination.wait_for(_expected_objects(1), timeout=120)
-        _check_outputs(received, 1, str(dcmread(files[0]).StudyInstanceUID))
+        received = destination.wait_for(expected_objects(1), timeout=120)
+        check_outputs(received, 1, str(dcmread(files[0]).StudyInstanceUID))
         second.wait_for_log(r"re-queued|will be queued again")
     finally:
         second.stop()
-    assert "delivered" in _studies(data_dir)
+    assert "delivered" in studies_listing(data_dir)
 
 
 def test_late_instance_triggers_reanalysis_with_a_new_report_version(
@@ -166,16 +116,16 @@ def test_late_instance_triggers_reanalysis_with_a_new_report_version(
 ) -> None:
     """A late image re-opens the study: unchanged images keep their SEG UIDs, the SR is a new version."""
     data_dir = tmp_path / "node"
-    node = DermnodeProcess(_serve_args(data_dir, destination))
+    node = DermnodeProcess(serve_args(data_dir, destination))
     try:
         port = node.wait_listening()
         study_uid = f"2.25.{uuid.uuid4().int}"
         first = write_study(tmp_path / "a", n_images=1, study_uid=study_uid)
         assert dcmtk.storescu(port, first).returncode == 0
-        before = {dcmread(f).SOPInstanceUID: dcmread(f) for f in destination.wait_for(_expected_objects(1))}
+        before = {dcmread(f).SOPInstanceUID: dcmread(f) for f in destination.wait_for(expected_objects(1))}
         late = write_study(tmp_path / "b", n_images=1, study_uid=study_uid)
         assert dcmtk.storescu(port, late).returncode == 0
-        after_files = destination.wait_for(len(before) + _expected_objects(2) - 2, timeout=120)
+        after_files = destination.wait_for(len(before) + expected_objects(2) - 2, timeout=120)
         node.wait_for_log(r"study \S+ generation 2 queued")
         node.wait_for_log(r"delivered 5 object\(s\)")
     finally:
@@ -190,7 +140,7 @@ def test_late_instance_triggers_reanalysis_with_a_new_report_version(
     assert new_sr.SeriesInstanceUID == old_sr.SeriesInstanceUID
     old_segs = {uid for uid, d in before.items() if d.Modality == "SEG"}
     assert old_segs <= set(after), "the unchanged image's SEG objects keep their UIDs (replaced, not duplicated)"
-    assert "delivered" in _studies(data_dir)
+    assert "delivered" in studies_listing(data_dir)
 
 
 def test_broker_outage_keeps_the_study_and_queues_it_when_redis_returns(
@@ -204,19 +154,19 @@ def test_broker_outage_keeps_the_study_and_queues_it_when_redis_returns(
     broker = f"redis://127.0.0.1:{port}/0"
     data_dir = tmp_path / "node"
     env = {"DERMNODE_QUEUE": queue_name}
-    node = DermnodeProcess(_serve_args(data_dir, destination, "--broker", broker), env=env)
+    node = DermnodeProcess(serve_args(data_dir, destination, "--broker", broker), env=env)
     server: subprocess.Popen[bytes] | None = None
     worker: DermnodeProcess | None = None
     try:
         files = write_study(tmp_path / "study", n_images=1)
         assert dcmtk.storescu(node.wait_listening(), files).returncode == 0  # acknowledged while Redis is down
         node.wait_for_log(r"could not be queued \(retry in", timeout=60)
-        assert "complete" in _studies(data_dir)
+        assert "complete" in studies_listing(data_dir)
         server = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                    "--appendonly", "no"], stdout=subprocess.DEVNULL)
         worker = DermnodeProcess(["worker", "--broker", broker, "--data-dir", str(data_dir)], env=env)
-        received = destination.wait_for(_expected_objects(1), timeout=150)
-        _check_outputs(received, 1, str(dcmread(files[0]).StudyInstanceUID))
+        received = destination.wait_for(expected_objects(1), timeout=150)
+        check_outputs(received, 1, str(dcmread(files[0]).StudyInstanceUID))
     finally:
         node.stop()
         if worker is not None:
@@ -224,7 +174,7 @@ def test_broker_outage_keeps_the_study_and_queues_it_when_redis_returns(
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
-    assert "delivered" in _studies(data_dir)
+    assert "delivered" in studies_listing(data_dir)
 
 
 def test_parallel_senders_lose_nothing(tmp_path: Path, destination: dcmtk.StoreSCP) -> None:
@@ -232,14 +182,14 @@ def test_parallel_senders_lose_nothing(tmp_path: Path, destination: dcmtk.StoreS
     from concurrent.futures import ThreadPoolExecutor
 
     data_dir = tmp_path / "node"
-    node = DermnodeProcess(_serve_args(data_dir, destination))
+    node = DermnodeProcess(serve_args(data_dir, destination))
     try:
         port = node.wait_listening()
         studies = [write_study(tmp_path / f"study{i}", n_images=3) for i in range(4)]
         with ThreadPoolExecutor(max_workers=4) as pool:
             results = list(pool.map(lambda files: dcmtk.storescu(port, files), studies))
         assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
-        received = destination.wait_for(4 * _expected_objects(3), timeout=240)
+        received = destination.wait_for(4 * expected_objects(3), timeout=240)
     finally:
         node.stop()
     by_study: dict[str, list[Path]] = {}
@@ -247,6 +197,6 @@ def test_parallel_senders_lose_nothing(tmp_path: Path, destination: dcmtk.StoreS
         by_study.setdefault(str(dcmread(f, stop_before_pixels=True).StudyInstanceUID), []).append(f)
     assert sorted(by_study) == sorted(str(dcmread(s[0]).StudyInstanceUID) for s in studies)
     for study_uid, files in by_study.items():
-        _check_outputs(files, 3, study_uid)
-    listing = _studies(data_dir)
+        check_outputs(files, 3, study_uid)
+    listing = studies_listing(data_dir)
     assert listing.count("delivered") == 4 and "n=3" in listing
