@@ -338,28 +338,25 @@ class Ledger:
             return paths
 
     # --- queries ---------------------------------------------------------------------------------
-    def study(self, study_uid: str) -> Study | None:
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            row = self._db.execute("SELECT * FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
-        return _study(row) if row else None
+            return list(self._db.execute(sql, params).fetchall())
+
+    def study(self, study_uid: str) -> Study | None:
+        rows = self._rows("SELECT * FROM studies WHERE study_uid=?", (study_uid,))
+        return _study(rows[0]) if rows else None
 
     def studies(self, states: Sequence[StudyState] | None = None) -> list[Study]:
-        with self._lock:
-            if states is None:
-                rows = self._db.execute("SELECT * FROM studies ORDER BY first_received").fetchall()
-            else:
-                marks = ",".join("?" for _ in states)
-                rows = self._db.execute(
-                    f"SELECT * FROM studies WHERE state IN ({marks}) ORDER BY first_received", tuple(states)
-                ).fetchall()
+        if states is None:
+            return [_study(r) for r in self._rows("SELECT * FROM studies ORDER BY first_received")]
+        marks = ",".join("?" for _ in states)
+        rows = self._rows(f"SELECT * FROM studies WHERE state IN ({marks}) ORDER BY first_received", tuple(states))
         return [_study(r) for r in rows]
 
     def instances(self, study_uid: str) -> list[Instance]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM instances WHERE study_uid=? ORDER BY series_uid, received, sop_instance_uid",
-                (study_uid,),
-            ).fetchall()
+        rows = self._rows(
+            "SELECT * FROM instances WHERE study_uid=? ORDER BY series_uid, received, sop_instance_uid", (study_uid,)
+        )
         return [
             Instance(r["sop_instance_uid"], r["study_uid"], r["series_uid"], r["sop_class_uid"],
                      r["transfer_syntax"], Path(r["path"]))
@@ -367,30 +364,20 @@ class Ledger:
         ]
 
     def deliveries(self, study_uid: str) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM deliveries WHERE study_uid=? ORDER BY generation, destination", (study_uid,)
-            ).fetchall()
-        return [dict(r) for r in rows]
+        sql = "SELECT * FROM deliveries WHERE study_uid=? ORDER BY generation, destination"
+        return [dict(r) for r in self._rows(sql, (study_uid,))]
 
     def outputs(self, study_uid: str, generation: int | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            if generation is None:
-                rows = self._db.execute("SELECT * FROM outputs WHERE study_uid=?", (study_uid,)).fetchall()
-            else:
-                rows = self._db.execute(
-                    "SELECT * FROM outputs WHERE study_uid=? AND generation=?", (study_uid, generation)
-                ).fetchall()
-        return [dict(r) for r in rows]
+        if generation is None:
+            return [dict(r) for r in self._rows("SELECT * FROM outputs WHERE study_uid=?", (study_uid,))]
+        sql = "SELECT * FROM outputs WHERE study_uid=? AND generation=?"
+        return [dict(r) for r in self._rows(sql, (study_uid, generation))]
 
     def events(self, study_uid: str | None = None, limit: int = 1000) -> list[Event]:
-        with self._lock:
-            if study_uid is None:
-                rows = self._db.execute("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-            else:
-                rows = self._db.execute(
-                    "SELECT * FROM events WHERE study_uid=? ORDER BY id DESC LIMIT ?", (study_uid, limit)
-                ).fetchall()
+        if study_uid is None:
+            rows = self._rows("SELECT * FROM events ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._rows("SELECT * FROM events WHERE study_uid=? ORDER BY id DESC LIMIT ?", (study_uid, limit))
         return [Event(r["at"], r["study_uid"], r["sop_instance_uid"], r["kind"], r["detail"]) for r in rows][::-1]
 
 
