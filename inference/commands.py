@@ -16,7 +16,7 @@ from inference.data import VALIDATION_IDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``train`` and ``evaluate`` subcommands; each sets ``func(args) -> int``."""
+    """Add the ``train``, ``pack`` and ``evaluate`` subcommands; each sets ``func(args) -> int``."""
     train = subparsers.add_parser("train", help="train a reference bundle from a labels.csv data folder")
     kinds = train.add_subparsers(dest="kind", required=True)
     for kind, help_text, size, epochs, batch in (
@@ -41,6 +41,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--version", default="1.0.0", help="bundle version")
         p.add_argument("--no-progress", action="store_true")
         p.set_defaults(func=_train)
+
+    pack = subparsers.add_parser(
+        "pack", help="write a small copy of a data folder (same layout) to carry to a GPU machine"
+    )
+    pack.add_argument("--data", type=Path, required=True, help="folder with labels.csv, images/, masks/")
+    pack.add_argument("--out", type=Path, required=True, help="empty folder for the copy")
+    pack.add_argument("--max-side", type=int, default=192, help="longest image side in pixels (default 192)")
+    pack.add_argument("--quality", type=int, default=85, help="JPEG quality (default 85)")
+    pack.set_defaults(func=_pack)
 
     evaluate = subparsers.add_parser(
         "evaluate", help="measure bundles on a labelled folder (our data: the fixed validation split only)"
@@ -89,6 +98,14 @@ def _train(args: argparse.Namespace) -> int:
     )
     out = train_classifier(config) if args.kind == "classify" else train_segmenter(config)
     print(f"wrote {args.kind} bundle {out}")
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from inference.travel import make_travel_copy
+
+    copy = make_travel_copy(args.data, args.out, args.max_side, args.quality)
+    print(f"{copy.images} images and {copy.masks} masks in {args.out}: {copy.bytes / 2**20:.1f} MiB")
     return 0
 
 
