@@ -225,3 +225,22 @@ def encoded_dermoscopy_file(directory: Path, encoding: str, **kwargs: object) ->
     else:
         ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def minimal_output_file(directory: Path, sop_class: str = "1.2.840.10008.5.1.4.1.1.88.33") -> Path:
+    """A minimal instance of an output SOP class (default Comprehensive SR): enough for a C-STORE,
+    not a valid object. For tests of the delivery SCU."""
+    ds = Dataset()
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "SR"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{ds.SOPInstanceUID}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -29,8 +29,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import Dataset
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, HTJ2KLossless, generate_uid
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, HTJ2KLossless
 from pynetdicom import AE, _globals, build_context, evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
@@ -41,7 +40,7 @@ from dicom_node.sender import StoreSender
 from dicom_node.server import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Node, build_ae
 from dicom_node.settings import Settings
 from tests.conftest import RecordingDispatcher, node_settings
-from tests.factories import dermoscopy_dataset
+from tests.factories import dermoscopy_dataset, minimal_output_file
 from tests.scu import c_store
 from workers.jobs import Address
 
@@ -332,23 +331,6 @@ class CaptureSCP:
         return 0x0000
 
 
-def _output_file(directory: Path, sop_class: UID) -> Path:
-    """A minimal instance of an output SOP class: enough for a C-STORE, not a valid object."""
-    ds = Dataset()
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "SR"
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    path = directory / f"{ds.SOPInstanceUID}.dcm"
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def test_delivery_scu_proposes_and_announces_what_the_statement_says(tmp_path: Path) -> None:
     capture = CaptureSCP()
     scp = AE(ae_title="CAPTURE")
@@ -364,7 +346,7 @@ def test_delivery_scu_proposes_and_announces_what_the_statement_says(tmp_path: P
         sender = StoreSender(settings.ae_title, attempts=1, timeout_s=10, max_pdu=settings.max_pdu_size)
         result = sender.send(
             Address("CAPTURE", "127.0.0.1", int(server.server_address[1])),
-            [_output_file(tmp_path, contexts.COMPREHENSIVE_3D_SR_STORAGE)],
+            [minimal_output_file(tmp_path, contexts.COMPREHENSIVE_3D_SR_STORAGE)],
         )
     finally:
         server.shutdown()

@@ -15,7 +15,7 @@ from dicom_node.server import Node
 from dicom_node.tls import TLSSettings, server_context
 from tests import dcmtk
 from tests.conftest import RecordingDispatcher, node_settings
-from tests.dicom_node.test_sender import _object
+from tests.factories import minimal_output_file
 from workers.jobs import Address
 
 
@@ -85,11 +85,11 @@ def test_delivery_over_tls_to_storescp(tmp_path: Path, pki: PKI) -> None:
             time.sleep(0.1)
         tls = TLSSettings(certificate=pki.client_crt, private_key=pki.client_key, ca_certificates=pki.ca)
         sender = StoreSender("DERMNODE", attempts=3, backoff_s=0.5, timeout_s=10, tls=tls)
-        result = sender.send(Address("PACS", "127.0.0.1", port, tls=True), [_object(tmp_path)])
+        result = sender.send(Address("PACS", "127.0.0.1", port, tls=True), [minimal_output_file(tmp_path)])
         assert result.delivered, result.detail
         assert len(list(out.iterdir())) == 1
         plain = StoreSender("DERMNODE", attempts=1).send(Address("PACS", "127.0.0.1", port, tls=True),
-                                                         [_object(tmp_path)])
+                                                         [minimal_output_file(tmp_path)])
         assert not plain.delivered and "no tls certificate is configured" in plain.detail
     finally:
         scp.terminate()
