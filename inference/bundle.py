@@ -10,6 +10,7 @@ names the file and says what to fix.
 from __future__ import annotations
 
 import json
+import math
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,7 +55,15 @@ DERMNODE_REQUIRED = (
     "operating_threshold",
     "trained",
 )
-DERMNODE_OPTIONAL = ("melanoma_key", "temperature", "mask_threshold", "training", "metrics")
+DERMNODE_OPTIONAL = (
+    "melanoma_key",
+    "temperature",
+    "logit_bias",
+    "decision_weights",
+    "mask_threshold",
+    "training",
+    "metrics",
+)
 COLOUR_CONSTANCY = ("shades_of_gray", "none")
 
 
@@ -97,6 +106,11 @@ class BundleMetadata:
     trained: bool
     melanoma_key: str | None = None
     temperature: float = 1.0
+    #: Added to logits / temperature before the softmax (one per label; empty = none): with the temperature
+    #: it calibrates the probabilities to the class frequencies the model will meet.
+    logit_bias: tuple[float, ...] = ()
+    #: Multiply the probabilities before the argmax that calls the class (one per label; empty = plain argmax).
+    decision_weights: tuple[float, ...] = ()
     mask_threshold: float = 0.5
     training: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
@@ -183,6 +197,8 @@ def metadata_document(
         "melanoma_key": meta.melanoma_key,
         "operating_threshold": meta.operating_threshold,
         "temperature": meta.temperature,
+        "logit_bias": list(meta.logit_bias),
+        "decision_weights": list(meta.decision_weights),
         "mask_threshold": meta.mask_threshold,
         "trained": meta.trained,
         "training": dict(meta.training),
@@ -281,6 +297,9 @@ def parse_metadata(document: Mapping[str, Any], source: Path) -> BundleMetadata:
     temperature = ours.get("temperature", 1.0)
     if not isinstance(temperature, int | float) or temperature <= 0:
         raise BundleError(f"{source} dermnode.temperature must be a positive number, got {temperature!r}.")
+    logit_bias = _per_label(ours.get("logit_bias", []), "logit_bias", len(labels), source, positive=False)
+    decision_weights = _per_label(ours.get("decision_weights", []), "decision_weights", len(labels), source,
+                                  positive=True)
     if not isinstance(ours["trained"], bool):
         raise BundleError(f"{source} dermnode.trained must be true or false, got {ours['trained']!r}.")
     return BundleMetadata(
@@ -296,6 +315,8 @@ def parse_metadata(document: Mapping[str, Any], source: Path) -> BundleMetadata:
         trained=bool(ours["trained"]),
         melanoma_key=melanoma_key,
         temperature=float(temperature),
+        logit_bias=logit_bias,
+        decision_weights=decision_weights,
         mask_threshold=_probability(ours.get("mask_threshold", 0.5), "mask_threshold", source),
         training=dict(ours.get("training") or {}),
         metrics=dict(ours.get("metrics") or {}),
@@ -431,6 +452,23 @@ def _list(raw: Any, name: str, source: Path) -> list[Any]:
     if not isinstance(raw, list):
         raise BundleError(f"{source} dermnode.{name} must be a list, got {type(raw).__name__}.")
     return raw
+
+
+def _per_label(raw: Any, name: str, n_labels: int, source: Path, *, positive: bool) -> tuple[float, ...]:
+    """An optional per-label vector: empty, or ``n_labels`` finite numbers (all > 0 when ``positive``)."""
+    values = _list(raw, name, source)
+    if not values:
+        return ()
+    kind = "positive numbers" if positive else "numbers"
+    if len(values) != n_labels or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
+        for v in values
+    ):
+        raise BundleError(
+            f"{source} dermnode.{name} must be empty or {n_labels} finite {kind} (one per label, in label "
+            f"order), got {raw!r}."
+        )
+    return tuple(float(v) for v in values)
 
 
 def _probability(raw: Any, name: str, source: Path) -> float:

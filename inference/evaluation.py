@@ -56,6 +56,8 @@ class Outcomes:
 
     records: list[Record]
     probabilities: npt.NDArray[np.float32]
+    #: Index of the called class per image (the bundle's decision rule, what the SR reports as the finding).
+    calls: npt.NDArray[np.int64]
     dice: list[float | None]
     jaccard: list[float | None]
 
@@ -121,6 +123,7 @@ def evaluate(options: EvaluationOptions) -> dict[str, Any]:
 def run(analyzer: Analyzer, records: Sequence[Record]) -> Outcomes:
     """Analyse ``records`` in batches; Dice/Jaccard at source resolution where a mask exists."""
     probabilities = []
+    calls: list[int] = []
     dices: list[float | None] = []
     jaccards: list[float | None] = []
     for start in range(0, len(records), BATCH):
@@ -128,6 +131,7 @@ def run(analyzer: Analyzer, records: Sequence[Record]) -> Outcomes:
         predictions = analyzer.analyze([read_rgb(r.image_path) for r in chunk], attention=False)
         for record, prediction in zip(chunk, predictions, strict=True):
             probabilities.append(prediction.probabilities)
+            calls.append(prediction.labels.index(prediction.predicted))
             if record.mask_path is None:
                 dices.append(None)
                 jaccards.append(None)
@@ -140,7 +144,9 @@ def run(analyzer: Analyzer, records: Sequence[Record]) -> Outcomes:
                 )
             dices.append(dice(prediction.mask, truth))
             jaccards.append(jaccard(prediction.mask, truth))
-    return Outcomes(list(records), np.stack(probabilities).astype(np.float32), dices, jaccards)
+    return Outcomes(
+        list(records), np.stack(probabilities).astype(np.float32), np.asarray(calls, np.int64), dices, jaccards
+    )
 
 
 def summarise(
@@ -181,8 +187,8 @@ def _block(
         "n_with_mask": len(dices),
         "melanoma_auc": roc_auc(probs[:, mel], is_mel),
         "malignant_auc": roc_auc(probs[:, list(malignant)].sum(axis=1), is_malignant),
-        "balanced_accuracy": balanced_accuracy(truth, probs.argmax(axis=1), len(keys)),
-        "accuracy": float((probs.argmax(axis=1) == truth).mean()),
+        "balanced_accuracy": balanced_accuracy(truth, outcomes.calls[rows], len(keys)),
+        "accuracy": float((outcomes.calls[rows] == truth).mean()),
         "melanoma_sensitivity": sens,
         "melanoma_specificity": spec,
         "operating_threshold": threshold,
@@ -227,7 +233,7 @@ def record_metrics(classifier: Path, segmenter: Path, metrics: Mapping[str, Any]
 def _write_per_image(path: Path, outcomes: Outcomes, keys: Sequence[str]) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["image_id", "source", "diagnosis", *[f"p_{k}" for k in keys], "dice", "jaccard"])
+        writer.writerow(["image_id", "source", "diagnosis", "call", *[f"p_{k}" for k in keys], "dice", "jaccard"])
         for i, r in enumerate(outcomes.records):
             d, j = outcomes.dice[i], outcomes.jaccard[i]
             writer.writerow(
@@ -235,6 +241,7 @@ def _write_per_image(path: Path, outcomes: Outcomes, keys: Sequence[str]) -> Non
                     r.image_id,
                     r.source,
                     r.diagnosis,
+                    keys[int(outcomes.calls[i])],
                     *[f"{p:.5f}" for p in outcomes.probabilities[i]],
                     "" if d is None else f"{d:.4f}",
                     "" if j is None else f"{j:.4f}",

@@ -18,7 +18,7 @@ from monai.visualize import GradCAM
 
 from dicom_node.errors import BundleError, InferenceError
 from inference.bundle import Bundle, Task, load_bundle
-from inference.prediction import LesionPrediction
+from inference.prediction import LesionPrediction, decide
 from inference.preprocess import (
     check_rgb,
     lesion_mask,
@@ -98,7 +98,8 @@ class Analyzer:
         """Calibrated class probabilities (N, labels) with the configured TTA."""
         batch = self._batch(images, self.classifier)
         logits = view_logits(self.classifier.network, batch, self.options.tta)
-        probs = calibrated_probabilities(logits, self.classifier.metadata.temperature)
+        meta = self.classifier.metadata
+        probs = calibrated_probabilities(logits, meta.temperature, meta.logit_bias)
         return probs.cpu().numpy().astype(np.float32)
 
     def segment_probabilities(self, images: Sequence[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
@@ -134,10 +135,10 @@ class Analyzer:
     def _analyze_batch(self, images: Sequence[npt.NDArray[np.uint8]], attention: bool) -> list[LesionPrediction]:
         probs = self.classify(images)
         seg = self.segment_probabilities(images)
+        meta, seg_meta = self.classifier.metadata, self.segmenter.metadata
         cams: list[npt.NDArray[np.float32]] | None = None
         if attention and self._cam is not None:
-            cams = self.attention_maps(images, [int(i) for i in probs.argmax(axis=1)])
-        meta, seg_meta = self.classifier.metadata, self.segmenter.metadata
+            cams = self.attention_maps(images, [int(i) for i in decide(probs, meta.decision_weights)])
         out = []
         for i, image in enumerate(images):
             shape = (int(image.shape[0]), int(image.shape[1]))
@@ -153,6 +154,7 @@ class Analyzer:
                     attention=att,
                     classifier=meta.identity,
                     segmenter=seg_meta.identity,
+                    decision_weights=meta.decision_weights,
                 )
             )
         return out
@@ -193,9 +195,14 @@ def view_logits(network: torch.nn.Module, batch: torch.Tensor, tta: bool) -> tor
         return torch.stack([network(_flip(batch, flip)).float() for flip in views])
 
 
-def calibrated_probabilities(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Mean over views of softmax(logits / temperature): (views, N, C) → (N, C)."""
-    return torch.softmax(logits / temperature, dim=2).mean(dim=0)
+def calibrated_probabilities(
+    logits: torch.Tensor, temperature: float | torch.Tensor, bias: Sequence[float] | torch.Tensor = ()
+) -> torch.Tensor:
+    """Mean over views of softmax(logits / temperature + bias): (views, N, C) → (N, C)."""
+    scaled = logits / temperature
+    if len(bias):
+        scaled = scaled + torch.as_tensor(bias, dtype=scaled.dtype, device=scaled.device)
+    return torch.softmax(scaled, dim=2).mean(dim=0)
 
 
 def _flip(batch: torch.Tensor, flip: tuple[bool, bool]) -> torch.Tensor:

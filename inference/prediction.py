@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,9 +47,10 @@ class ModelIdentity:
 class LesionPrediction:
     """Classification + segmentation of one dermoscopy image, at the source image's resolution.
 
-    ``probabilities`` is aligned with ``labels``; ``mask`` is a boolean (rows, columns) array in the
-    source pixel grid (no flip, no shift); ``attention`` is a float32 (rows, columns) map in [0, 1]
-    (Grad-CAM of the predicted class) or None when not computed.
+    ``probabilities`` is aligned with ``labels`` (calibrated: they estimate how often each class is right
+    on data like the training data); ``decision_weights`` turn them into the called class (:func:`decide`);
+    ``mask`` is a boolean (rows, columns) array in the source pixel grid (no flip, no shift); ``attention``
+    is a float32 (rows, columns) map in [0, 1] (Grad-CAM of the called class) or None when not computed.
     """
 
     labels: tuple[ClassLabel, ...]
@@ -60,12 +62,17 @@ class LesionPrediction:
     attention: npt.NDArray[np.float32] | None
     classifier: ModelIdentity
     segmenter: ModelIdentity
+    decision_weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.probabilities.shape != (len(self.labels),):
             raise ValueError(
                 f"probabilities has shape {self.probabilities.shape}, expected ({len(self.labels)},) "
                 "to match the labels"
+            )
+        if self.decision_weights and len(self.decision_weights) != len(self.labels):
+            raise ValueError(
+                f"{len(self.decision_weights)} decision weights for {len(self.labels)} labels; give one per label"
             )
         if self.mask.ndim != 2:
             raise ValueError(f"mask must be 2-D (rows, columns), got shape {self.mask.shape}")
@@ -76,8 +83,8 @@ class LesionPrediction:
 
     @property
     def predicted(self) -> ClassLabel:
-        """The most probable class."""
-        return self.labels[int(np.argmax(self.probabilities))]
+        """The called class: the most probable one after the bundle's decision weights (see :func:`decide`)."""
+        return self.labels[int(decide(self.probabilities[None, :], self.decision_weights)[0])]
 
     @property
     def suspicious(self) -> bool:
@@ -89,3 +96,16 @@ class LesionPrediction:
         order = np.argsort(-self.probabilities, kind="stable")
         ranked = [(self.labels[int(i)], float(self.probabilities[int(i)])) for i in order]
         return ranked if top is None else ranked[:top]
+
+
+def decide(probabilities: npt.ArrayLike, weights: Sequence[float] = ()) -> npt.NDArray[np.int64]:
+    """The called class of each row of ``probabilities`` (N, C): argmax of probability x decision weight.
+
+    Probabilities calibrated to the training data's class frequencies favour the common classes (nevi); a
+    bundle's decision weights (≈ 1 / each class's fitted prevalence factor) make the call as if every class
+    were equally common, the rule that balanced accuracy rewards. No weights: plain argmax.
+    """
+    probs = np.asarray(probabilities, dtype=np.float64)
+    if len(weights):
+        probs = probs * np.asarray(weights, dtype=np.float64)
+    return np.asarray(probs.argmax(axis=1), dtype=np.int64)

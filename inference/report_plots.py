@@ -56,7 +56,7 @@ def write_plots(
     fig.savefig(out / "roc.png", dpi=110)
     plt.close(fig)
 
-    matrix = confusion_matrix(truth, probs.argmax(1), len(keys))
+    matrix = confusion_matrix(truth, outcomes.calls, len(keys))
     rates = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)

@@ -7,7 +7,8 @@ Content tree (PS3.16 TID 1500), built by highdicom's templates:
   :func:`inference.hd_compat.measurement_report`, because highdicom cannot code the dermoscopy modality);
 * per image, three measurement groups, each with its own tracking identifier and tracking UID:
 
-  1. TID 1501 classification: finding = predicted class; the top-3 differential (DCM 111023, each with
+  1. TID 1501 classification: finding = the called class (the bundle's decision rule, see
+     :func:`inference.prediction.decide`); the top-3 differential by probability (DCM 111023, each with
      its probability); the probability of every class (DCM 122157, with an "Associated finding" modifier
      naming the class); DCM 111047 "Probability of cancer" for any malignancy and for melanoma; the
      operating threshold (DCM 122411) and the resulting call, Positive/Negative;

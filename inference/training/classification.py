@@ -1,9 +1,10 @@
 """Training recipe of the reference classifier bundle (HAM10000's 7 classes).
 
 From scratch (no pretrained weights): batched flips/rotation/scale/colour augmentation, class-balanced
-sampling (weights ∝ 1/√count) with a matching loss weight, label smoothing 0.1, weight EMA. Afterwards the
-softmax temperature is fitted on a calibration split carved from the TRAINING lesions, and the melanoma
-operating threshold is set on the fixed validation split for sensitivity ≥ 0.90.
+sampling (weights ∝ 1/√count) with a matching loss weight, label smoothing 0.1, weight EMA. Afterwards a
+temperature and per-class logit biases are fitted on a calibration split carved from the TRAINING lesions
+(see :mod:`inference.training.calibration`), and the melanoma operating threshold is set on the fixed
+validation split for sensitivity ≥ 0.90.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from inference.predict import calibrated_probabilities, view_logits
 from inference.preprocess import normalise_batch
 from inference.training.architectures import NORMALISATION, classifier_network
 from inference.training.augment import augment
+from inference.training.calibration import Calibration, fit_calibration
 from inference.training.loop import TrainConfig, seeded_generator, train
-from inference.training.model_card import write_trained_bundle
+from inference.training.model_card import rewrite_metadata, write_trained_bundle
 
 CALIBRATION_FRACTION = 0.1
 LABEL_SMOOTHING = 0.1
@@ -78,7 +80,6 @@ def train_classifier(config: TrainConfig) -> Path:
         )
 
     result = train(config, model, sample_weights, loss_fn, gen)
-    temperature = fit_temperature(result.model, calib_pack)
     meta = BundleMetadata(
         name="dermnode-classifier",
         version=config.version,
@@ -91,21 +92,45 @@ def train_classifier(config: TrainConfig) -> Path:
         operating_threshold=0.5,
         trained=True,
         melanoma_key=MELANOMA_KEY,
-        temperature=temperature,
         training=_training_record(config, training, calibration, validation, result.epochs_done)
         | {
             "images_per_second": round(result.images_per_second, 1),
             "train_minutes": round(result.train_seconds / 60, 1),
             "final_loss": round(result.final_loss, 4),
             "history": list(result.history),
-            "temperature_fitted_on": f"calibration split of training lesions ({len(calibration)} images)",
         },
     )
     write_trained_bundle(config.out, meta, result.model)
-    # The threshold comes from the bundle as shipped (fp16 weights), scored the way Analyzer scores.
-    threshold = operating_threshold(load_bundle(config.out, config.device).network, val_pack, temperature)
-    write_trained_bundle(config.out, replace(meta, operating_threshold=threshold), result.model)
+    calibrate_bundle(config.out, calib_pack, val_pack, config.device)
     return config.out
+
+
+def calibrate_bundle(bundle: Path, calibration: Pack, validation: Pack, device: str = "cpu") -> BundleMetadata:
+    """Fit the calibration on ``calibration`` (training lesions) and the melanoma threshold on ``validation``,
+    both with the bundle as shipped (fp16 weights) scored the way :class:`Analyzer` scores; rewrite its metadata.
+    """
+    loaded = load_bundle(bundle, device)
+    network = loaded.network.eval()
+    fitted = (
+        fit_calibration(pack_logits(network, calibration), torch.from_numpy(calibration.labels))
+        if calibration.ids
+        else Calibration(1.0, (), ())  # nothing held out to calibrate on (tiny data sets only)
+    )
+    training = {k: v for k, v in loaded.metadata.training.items() if k != "temperature_fitted_on"}
+    training["calibration"] = (
+        f"temperature + per-class logit bias fitted by NLL on the calibration split of training lesions "
+        f"({len(calibration.ids)} images); decision weights exp(-bias)"
+    )
+    meta = replace(
+        loaded.metadata,
+        temperature=fitted.temperature,
+        logit_bias=fitted.logit_bias,
+        decision_weights=fitted.decision_weights,
+        training=training,
+    )
+    meta = replace(meta, operating_threshold=operating_threshold(network, validation, meta))
+    rewrite_metadata(bundle, meta)
+    return meta
 
 
 def pack_logits(network: nn.Module, pack: Pack, batch_size: int = 256) -> torch.Tensor:
@@ -118,25 +143,9 @@ def pack_logits(network: nn.Module, pack: Pack, batch_size: int = 256) -> torch.
     return torch.cat(parts, dim=1)
 
 
-def fit_temperature(network: nn.Module, pack: Pack) -> float:
-    """The temperature minimising the NLL of the TTA-averaged softmax on ``pack`` (log-spaced grid search)."""
-    if not pack.ids:
-        return 1.0  # nothing held out to calibrate on (tiny data sets only)
-    network.eval()
-    logits = pack_logits(network, pack)
-    labels = torch.from_numpy(pack.labels)
-    best, best_nll = 1.0, math.inf
-    for t in np.exp(np.linspace(math.log(0.3), math.log(5.0), 161)):
-        probs = calibrated_probabilities(logits, float(t))
-        nll = float(-torch.log(probs[torch.arange(len(labels)), labels].clamp_min(1e-12)).mean())
-        if nll < best_nll:
-            best, best_nll = float(t), nll
-    return round(best, 4)
-
-
-def operating_threshold(network: nn.Module, pack: Pack, temperature: float) -> float:
+def operating_threshold(network: nn.Module, pack: Pack, meta: BundleMetadata) -> float:
     """Highest melanoma-probability threshold whose sensitivity on ``pack`` is at least 0.90."""
-    probs = calibrated_probabilities(pack_logits(network, pack), temperature).numpy()
+    probs = calibrated_probabilities(pack_logits(network, pack), meta.temperature, meta.logit_bias).numpy()
     mel = [x.key for x in HAM10000_CLASSES].index(MELANOMA_KEY)
     return threshold_for_sensitivity(probs[:, mel], pack.labels == mel, TARGET_SENSITIVITY)
 

@@ -79,6 +79,20 @@ def rewrite_metadata(bundle: Path, meta: BundleMetadata) -> None:
     (Path(bundle) / README_FILE).write_text(render_card(meta), encoding="utf-8")
 
 
+def _calibration_text(meta: BundleMetadata) -> str:
+    if not meta.logit_bias:
+        return f"Temperature {meta.temperature}; the called class is the most probable one."
+    bias = ", ".join(f"{x.key} {b:+.3f}" for x, b in zip(meta.labels, meta.logit_bias, strict=True))
+    weights = ", ".join(f"{x.key} {w:.4g}" for x, w in zip(meta.labels, meta.decision_weights, strict=True))
+    return (
+        f"Calibrated by bias-corrected temperature scaling fitted on the calibration split of the training "
+        f"lesions: temperature {meta.temperature}, logit bias {bias}; the probabilities estimate how often each "
+        f"class is right on data with the training data's class mix. The called class (the SR finding) is the "
+        f"argmax of probability x decision weight ({weights}), i.e. the model's favourite if all classes were "
+        "equally common; the differential lists classes by probability."
+    )
+
+
 def _provenance(code: str) -> str:
     if code in VERIFIED_IN_PYDICOM:
         return "in pydicom's DICOM dictionary"
@@ -105,8 +119,8 @@ def render_card(meta: BundleMetadata) -> str:
     ]
     if meta.task is Task.CLASSIFICATION:
         lines += [
-            f"- Outputs: softmax over {', '.join(x.key for x in meta.labels)} (temperature {meta.temperature}, "
-            "fitted on a calibration split of the training lesions); test-time flips averaged.",
+            f"- Outputs: softmax over {', '.join(x.key for x in meta.labels)}; test-time flips averaged. "
+            + _calibration_text(meta),
             f"- Melanoma operating threshold: {meta.operating_threshold} (p(mel), chosen on the fixed validation "
             "split for sensitivity >= 0.90). Malignant = mel + bcc + akiec.",
             "",

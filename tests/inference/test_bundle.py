@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser
@@ -13,7 +14,8 @@ from inference.bundle import METADATA_FILE, WEIGHTS_FILE, Task, load_bundle, rea
 from inference.lesion_classes import HAM10000_CLASSES, VERIFIED_IN_PYDICOM
 from inference.networks import build_network
 from inference.placeholder import write_placeholder
-from inference.predict import DEFAULT_CLASSIFIER, DEFAULT_SEGMENTER
+from inference.predict import DEFAULT_CLASSIFIER, DEFAULT_SEGMENTER, Analyzer
+from tests.factories import lesion_image
 
 
 def edit_metadata(bundle: Path, change: Any) -> None:
@@ -107,6 +109,37 @@ def test_bad_melanoma_key_and_threshold(classifier_copy: Path) -> None:
     )
     with pytest.raises(BundleError, match=r"operating_threshold must be a number in \[0, 1\]"):
         read_metadata(classifier_copy)
+
+
+def test_calibration_vectors_are_one_per_label(classifier_copy: Path) -> None:
+    edit_metadata(classifier_copy, lambda d: d["dermnode"].update(logit_bias=[0.5, -0.5]))
+    with pytest.raises(BundleError, match=r"logit_bias must be empty or 7 finite numbers \(one per label"):
+        read_metadata(classifier_copy)
+    zero_weight = [1, 1, 1, 0, 1, 1, 1]
+    edit_metadata(classifier_copy, lambda d: d["dermnode"].update(logit_bias=[], decision_weights=zero_weight))
+    with pytest.raises(BundleError, match=r"decision_weights must be empty or 7 finite positive numbers"):
+        read_metadata(classifier_copy)
+    bias = [0.1, -0.2, 0.3, -0.4, 0.5, 1.0, -1.3]
+    weights = [1, 2, 3, 4, 5, 6, 7]
+    edit_metadata(classifier_copy, lambda d: d["dermnode"].update(logit_bias=bias, decision_weights=weights))
+    meta = read_metadata(classifier_copy)
+    assert meta.logit_bias == tuple(bias) and meta.decision_weights == (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
+
+
+def test_logit_bias_and_decision_weights_reach_the_analysis(classifier_copy: Path, segmenter_copy: Path) -> None:
+    """A +12 bias on df makes df almost certain; a tiny df decision weight still keeps df from being called."""
+    df = 3
+    only_df = [12.0 if i == df else 0.0 for i in range(7)]
+    edit_metadata(classifier_copy, lambda d: d["dermnode"].update(logit_bias=only_df))
+    images = [lesion_image(96, 128, seed=s) for s in range(3)]
+    biased = Analyzer.from_bundles(classifier_copy, segmenter_copy).analyze(images)
+    assert all(r.probabilities[df] > 0.99 and r.predicted.key == "df" for r in biased)
+    never_df = [1e-9 if i == df else 1.0 for i in range(7)]
+    edit_metadata(classifier_copy, lambda d: d["dermnode"].update(decision_weights=never_df))
+    weighted = Analyzer.from_bundles(classifier_copy, segmenter_copy).analyze(images)
+    for a, b in zip(biased, weighted, strict=True):
+        np.testing.assert_allclose(a.probabilities, b.probabilities)  # weights change the call, not the probabilities
+        assert b.predicted.key != "df"
 
 
 def test_bad_label_is_rejected(classifier_copy: Path) -> None:
