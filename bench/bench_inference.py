@@ -1,7 +1,9 @@
 """CPU latency of the shipped bundles through Analyzer: classify + segment (+ Grad-CAM) per image.
 
 Run: ``python -m bench.bench_inference --data ../shared/data/dermoscopy --n 64 --threads 2``
-(images from the fixed validation split; synthetic 200x150 images when --data is not given).
+(images from the fixed validation split; synthetic 200x150 images when --data is not given). Give
+``--classifier BUNDLE`` more than once to time several classifier bundles side by side in one run
+(default: the shipped one); the segmenter is always the shipped one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 
 from inference.data import VALIDATION_IDS, read_rgb
 from inference.evaluation import validation_records
-from inference.predict import AnalysisOptions, Analyzer
+from inference.predict import DEFAULT_CLASSIFIER, AnalysisOptions, Analyzer
 from tests.factories import lesion_image
 
 
@@ -40,6 +42,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--classifier", type=Path, action="append", help="classifier bundle (repeatable)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.data:
@@ -50,14 +53,17 @@ def main() -> int:
         ][: args.n]
     else:
         images = [lesion_image(150, 200, seed=i) for i in range(args.n)]
-    results = {}
-    for tta in (False, True):
-        analyzer = Analyzer.from_bundles(options=AnalysisOptions(tta=tta))
-        for batch in (1, 16):
-            for attention in (False, True):
-                key = f"tta={tta} batch={batch} attention={attention}"
-                results[key] = round(1000 * timed(analyzer, images, batch, attention, args.repeats), 2)
-                print(f"{key}: {results[key]:.2f} ms/image", flush=True)
+    results: dict[str, dict[str, float]] = {}
+    for bundle in args.classifier or [DEFAULT_CLASSIFIER]:
+        times: dict[str, float] = {}
+        for tta in (False, True):
+            analyzer = Analyzer.from_bundles(bundle, options=AnalysisOptions(tta=tta))
+            for batch in (1, 16):
+                for attention in (False, True):
+                    key = f"tta={tta} batch={batch} attention={attention}"
+                    times[key] = round(1000 * timed(analyzer, images, batch, attention, args.repeats), 2)
+                    print(f"{analyzer.classifier.metadata.identity.label} {key}: {times[key]:.2f} ms/image", flush=True)
+        results[f"{analyzer.classifier.metadata.identity.label} ({bundle})"] = times
     print(
         json.dumps(
             {

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train a reference bundle from a labels.csv data folder")
     kinds = train.add_subparsers(dest="kind", required=True)
     for kind, help_text, size, epochs, batch in (
-        ("classify", "train the 7-class classifier bundle", 96, 20, 64),
+        ("classify", "train the 7-class classifier bundle", 128, 40, 64),
         ("segment", "train the lesion segmenter bundle", 128, 15, 32),
     ):
         p = kinds.add_parser(kind, help=help_text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from inference.bundle import NetworkSpec, Normalisation
 
 #: HAM10000 images are 4:3 (200x150); the classifier keeps that aspect at a small size.
-CLASSIFIER_INPUT = (72, 96)
+CLASSIFIER_INPUT = (96, 128)
 SEGMENTER_INPUT = (96, 128)
 
 #: Normalisation after Shades-of-Gray: ImageNet-like statistics are close to dermoscopy's after balancing.

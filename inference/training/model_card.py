@@ -35,12 +35,15 @@ LICENSE = (
 
 LIMITATIONS = {
     Task.CLASSIFICATION: [
-        "- Trained from scratch on 2 CPU cores at 72x96 pixels within a ~1 hour budget: a compact reference "
-        "model, well below published HAM10000 classifiers; targets it misses are marked **no** above.",
+        "- Trained from scratch (no pretrained weights) on 2 CPU cores at a small input size within a ~1 hour "
+        "budget: a compact reference model, well below published HAM10000 classifiers; targets it misses are "
+        "marked **no** above.",
         "- Melanoma sensitivity on the validation split is >= 0.90 by construction (the threshold was chosen "
         "there); expect lower sensitivity on new data.",
-        "- ISIC 2017 images arrived squashed to 256x256 and ISIC UDA-1 has 30 validation images: per-source "
-        "figures for them are noisy.",
+        "- ISIC 2017 images arrived squashed to 256x256, and ISIC UDA-1 has 30 validation images (10 melanomas): "
+        "per-source figures for them are noisy, and the source gap is dominated by that small set.",
+        "- The calibration matches the training data's class mix (about 70 % nevi); where the mix differs (a "
+        "clinic that images only suspicious lesions) the probabilities are off in proportion.",
         "- The sources are mostly fair skin from European/Australian/US clinics; behaviour on darker skin, "
         "clinical (non-dermoscopic) photographs and non-lesion images is unknown.",
     ],
