@@ -459,14 +459,18 @@ def _per_label(raw: Any, name: str, n_labels: int, source: Path, *, positive: bo
     values = _list(raw, name, source)
     if not values:
         return ()
+    if len(values) != n_labels:
+        raise BundleError(
+            f"{source} dermnode.{name} has {len(values)} values but dermnode.labels lists {n_labels} labels; "
+            "give one value per label, in label order (or an empty list)."
+        )
     kind = "positive numbers" if positive else "numbers"
-    if len(values) != n_labels or not all(
+    if not all(
         isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
         for v in values
     ):
         raise BundleError(
-            f"{source} dermnode.{name} must be empty or {n_labels} finite {kind} (one per label, in label "
-            f"order), got {raw!r}."
+            f"{source} dermnode.{name} must be empty or {n_labels} finite {kind} (one per label), got {raw!r}."
         )
     return tuple(float(v) for v in values)
 

@@ -120,6 +120,8 @@ def calibrate_bundle(bundle: Path, calibration: Pack, validation: Pack, device: 
     training["calibration"] = (
         f"temperature + per-class logit bias fitted by NLL on the calibration split of training lesions "
         f"({len(calibration.ids)} images); decision weights exp(-bias)"
+        if calibration.ids
+        else "none: the calibration split of the training lesions is empty (temperature 1, no bias)"
     )
     meta = replace(
         loaded.metadata,

@@ -70,6 +70,9 @@ def test_missing_weights_is_rejected(classifier_copy: Path) -> None:
 
 def test_label_count_must_match_output_channels(classifier_copy: Path) -> None:
     edit_metadata(classifier_copy, lambda d: d["dermnode"]["labels"].pop(0))
+    with pytest.raises(BundleError, match=r"logit_bias has 7 values but dermnode.labels lists 6 labels"):
+        load_bundle(classifier_copy)
+    edit_metadata(classifier_copy, lambda d: d["dermnode"].update(logit_bias=[], decision_weights=[]))
     with pytest.raises(BundleError, match=r"lists 6 labels but the network outputs 7 channels"):
         load_bundle(classifier_copy)
 
@@ -113,7 +116,7 @@ def test_bad_melanoma_key_and_threshold(classifier_copy: Path) -> None:
 
 def test_calibration_vectors_are_one_per_label(classifier_copy: Path) -> None:
     edit_metadata(classifier_copy, lambda d: d["dermnode"].update(logit_bias=[0.5, -0.5]))
-    with pytest.raises(BundleError, match=r"logit_bias must be empty or 7 finite numbers \(one per label"):
+    with pytest.raises(BundleError, match=r"logit_bias has 2 values but dermnode.labels lists 7 labels"):
         read_metadata(classifier_copy)
     zero_weight = [1, 1, 1, 0, 1, 1, 1]
     edit_metadata(classifier_copy, lambda d: d["dermnode"].update(logit_bias=[], decision_weights=zero_weight))

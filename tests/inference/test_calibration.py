@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from inference.bundle import read_metadata
+from inference.data import Pack
+from inference.predict import Analyzer
 from inference.prediction import decide
+from inference.preprocess import prepare_image
 from inference.training.calibration import Calibration, fit_calibration
+from inference.training.classification import calibrate_bundle
+from tests.factories import lesion_image
 from tests.inference.predictions import make_prediction
 
 
@@ -77,3 +84,23 @@ def test_decision_weights_decide_the_called_class() -> None:
     assert weighted.ranked(1)[0][0].key == "nv"  # the differential stays ordered by probability
     with pytest.raises(ValueError, match=r"2 decision weights for 7 labels"):
         dataclasses.replace(prediction, decision_weights=(1.0, 2.0))
+
+
+def test_calibrate_bundle_rewrites_the_bundle_it_is_given(classifier_copy: Path) -> None:
+    """calibrate_bundle (the last step of `dermnode train classify`) fits, thresholds and rewrites metadata."""
+    rng = np.random.default_rng(0)
+    rows, columns = read_metadata(classifier_copy).input_size
+    images = [lesion_image(150, 200, seed=i) for i in range(28)]
+    packed = np.stack([prepare_image(image, (rows, columns), "shades_of_gray") for image in images])  # as packed
+    labels = np.arange(28, dtype=np.int64) % 7
+    pack = Pack(tuple(f"img{i}" for i in range(28)), packed, rng.permutation(labels), None)
+    returned = calibrate_bundle(classifier_copy, pack, pack)
+    meta = read_metadata(classifier_copy)
+    assert meta == returned
+    assert len(meta.logit_bias) == len(meta.decision_weights) == 7 and max(meta.decision_weights) == 1.0
+    assert meta.training["calibration"].startswith("temperature + per-class logit bias fitted by NLL")
+    assert "(28 images)" in meta.training["calibration"]
+    mel = Analyzer.from_bundles(classifier_copy).classify(images)[:, meta.label_index("mel")]
+    is_mel = pack.labels == meta.label_index("mel")
+    assert (mel[is_mel] >= meta.operating_threshold).mean() >= 0.9  # the threshold keeps sensitivity >= 0.90
+    assert "bias-corrected temperature scaling" in (classifier_copy / "docs" / "README.md").read_text()

@@ -63,6 +63,16 @@ def test_train_resume_evaluate(data: Path, tmp_path: Path) -> None:
     assert main(train_args(data, "classify", resumed, 2, "--resume")) == 0
     a, b = torch.load(classifier / WEIGHTS_FILE), torch.load(resumed / WEIGHTS_FILE)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # Calibration after training, as deterministic as the weights. These few synthetic lesions leave the
+    # calibration split empty, which the bundle says (fit_calibration itself: test_calibration.py).
+    assert meta.training["calibration"].startswith("none: the calibration split of the training lesions is empty")
+    assert (meta.temperature, meta.logit_bias, meta.decision_weights) == (1.0, (), ())
+    again = read_metadata(resumed)
+    assert (again.temperature, again.logit_bias, again.operating_threshold) == (
+        meta.temperature,
+        meta.logit_bias,
+        meta.operating_threshold,
+    )
 
     report = tmp_path / "report"
     args = [
