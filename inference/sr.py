@@ -50,12 +50,11 @@ from inference.outputs import (
 )
 from inference.pixels import rgb_pixels
 from inference.prediction import ClassLabel, CodedConcept, LesionPrediction, ModelIdentity
-from inference.seg import LESION_SEGMENT_NUMBER
+from inference.seg import LESION_SEGMENT_NUMBER, LESION_TYPE
 
 DIFFERENTIAL_SIZE = 3
 
 DERMOSCOPIC_PHOTOGRAPHY = hd.sr.CodedConcept("446078004", "SCT", "Dermoscopic photography")
-LESION = hd.sr.CodedConcept("52988006", "SCT", "Lesion")
 MALIGNANT = hd.sr.CodedConcept("21594007", "SCT", "Malignant")
 MALIGNANT_MELANOMA = CodedConcept("1162635006", "SCT", "Malignant melanoma")
 POSITIVE = hd.sr.CodedConcept("10828004", "SCT", "Positive")
@@ -254,7 +253,7 @@ def _segmentation_group(
             uid=lesion_tracking_uid(source, prefix), identifier=lesion_tracking_id(source)
         ),
         referenced_segment=reference,
-        finding_type=LESION,
+        finding_type=LESION_TYPE,
         algorithm_id=_algorithm_id(prediction.segmenter),
         finding_sites=_finding_sites(source),
         measurements=[area],
@@ -297,7 +296,7 @@ def _outline_group(
             identifier=f"{lesion_tracking_id(source)} (outline)",
         ),
         referenced_region=region,
-        finding_type=LESION,
+        finding_type=LESION_TYPE,
         algorithm_id=_algorithm_id(prediction.segmenter),
         finding_sites=_finding_sites(source),
         measurements=measurements,

@@ -34,6 +34,10 @@ class Calibration:
     decision_weights: tuple[float, ...]
 
 
+#: Temperature 1, no bias, plain argmax: what a bundle without calibration does.
+NO_CALIBRATION = Calibration(1.0, (), ())
+
+
 def fit_calibration(logits: torch.Tensor, labels: torch.Tensor) -> Calibration:
     """Fit temperature + per-class logit bias by NLL of the TTA-averaged softmax; ``logits`` (views, N, C).
 
@@ -43,7 +47,7 @@ def fit_calibration(logits: torch.Tensor, labels: torch.Tensor) -> Calibration:
     if logits.ndim != 3 or labels.ndim != 1 or logits.shape[1] != labels.shape[0]:
         raise ValueError(f"need logits (views, N, C) and labels (N,), got {tuple(logits.shape)}, {tuple(labels.shape)}")
     if labels.numel() == 0:
-        return Calibration(1.0, (), ())
+        return NO_CALIBRATION
     values = logits.detach().double()
     target = labels.long()
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
@@ -64,7 +68,7 @@ def fit_calibration(logits: torch.Tensor, labels: torch.Tensor) -> Calibration:
     temperature = float(log_t.detach().exp())
     centred = (bias.detach() - bias.detach().mean()).tolist()
     if not math.isfinite(temperature) or not all(math.isfinite(b) for b in centred):
-        return Calibration(1.0, (), ())
+        return NO_CALIBRATION
     lowest = min(centred)
     return Calibration(
         temperature=round(temperature, 4),

@@ -31,8 +31,8 @@ from inference.predict import calibrated_probabilities, view_logits
 from inference.preprocess import normalise_batch
 from inference.training.architectures import NORMALISATION, classifier_network
 from inference.training.augment import augment
-from inference.training.calibration import Calibration, fit_calibration
-from inference.training.loop import TrainConfig, seeded_generator, train
+from inference.training.calibration import NO_CALIBRATION, fit_calibration
+from inference.training.loop import TrainConfig, run_record, seeded_generator, train
 from inference.training.model_card import rewrite_metadata, write_trained_bundle
 
 CALIBRATION_FRACTION = 0.1
@@ -92,13 +92,13 @@ def train_classifier(config: TrainConfig) -> Path:
         operating_threshold=0.5,
         trained=True,
         melanoma_key=MELANOMA_KEY,
-        training=_training_record(config, training, calibration, validation, result.epochs_done)
-        | {
-            "images_per_second": round(result.images_per_second, 1),
-            "train_minutes": round(result.train_seconds / 60, 1),
-            "final_loss": round(result.final_loss, 4),
-            "history": list(result.history),
-        },
+        training={
+            "data": f"{config.data} (labels.csv layout): {len(training)} training, {len(calibration)} calibration, "
+            f"{len(validation)} validation images; sources {dict(Counter(r.source for r in training))}",
+            "split": f"by lesion_id (else image_id); validation = {config.validation_ids.name} (fixed, never "
+            "trained on)",
+        }
+        | run_record(config, result),
     )
     write_trained_bundle(config.out, meta, result.model)
     calibrate_bundle(config.out, calib_pack, val_pack, config.device)
@@ -114,7 +114,7 @@ def calibrate_bundle(bundle: Path, calibration: Pack, validation: Pack, device: 
     fitted = (
         fit_calibration(pack_logits(network, calibration), torch.from_numpy(calibration.labels))
         if calibration.ids
-        else Calibration(1.0, (), ())  # nothing held out to calibrate on (tiny data sets only)
+        else NO_CALIBRATION  # nothing held out to calibrate on (tiny data sets only)
     )
     training = {k: v for k, v in loaded.metadata.training.items() if k != "temperature_fitted_on"}
     training["calibration"] = (
@@ -161,22 +161,6 @@ def threshold_for_sensitivity(
         return 0.5
     k = math.ceil(sensitivity * len(pos))
     return float(np.floor(float(pos[k - 1]) * 1e6) / 1e6)
-
-
-def _training_record(
-    config: TrainConfig, training: list[Record], calibration: list[Record], validation: list[Record], epochs: int
-) -> dict[str, object]:
-    return {
-        "data": f"{config.data} (labels.csv layout): {len(training)} training, {len(calibration)} calibration, "
-        f"{len(validation)} validation images; sources {dict(Counter(r.source for r in training))}",
-        "split": f"by lesion_id (else image_id); validation = {config.validation_ids.name} (fixed, never trained on)",
-        "command": config.command,
-        "seed": config.seed,
-        "epochs": epochs,
-        "image_size": config.image_size,
-        "batch_size": config.batch_size,
-        "device": config.device,
-    }
 
 
 def _bar(name: str, config: TrainConfig) -> Callable[[Iterable[Record]], Iterable[Record]]:

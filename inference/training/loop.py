@@ -75,6 +75,22 @@ class TrainResult:
         return self.images_seen / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
+def run_record(config: TrainConfig, result: TrainResult) -> dict[str, object]:
+    """How a bundle was trained (command, settings, speed, history): the run part of its training record."""
+    return {
+        "command": config.command,
+        "seed": config.seed,
+        "epochs": result.epochs_done,
+        "image_size": config.image_size,
+        "batch_size": config.batch_size,
+        "device": config.device,
+        "images_per_second": round(result.images_per_second, 1),
+        "train_minutes": round(result.train_seconds / 60, 1),
+        "final_loss": round(result.final_loss, 4),
+        "history": list(result.history),
+    }
+
+
 def seeded_generator(seed: int) -> torch.Generator:
     """Seed torch globally (weights init) and return the CPU generator used for sampling and augmentation."""
     torch.manual_seed(seed)

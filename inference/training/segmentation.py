@@ -23,7 +23,7 @@ from inference.networks import build_network
 from inference.preprocess import normalise_batch
 from inference.training.architectures import NORMALISATION, segmenter_network
 from inference.training.augment import augment
-from inference.training.loop import TrainConfig, seeded_generator, train
+from inference.training.loop import TrainConfig, run_record, seeded_generator, train
 from inference.training.model_card import write_trained_bundle
 
 
@@ -80,17 +80,8 @@ def train_segmenter(config: TrainConfig) -> Path:
             "data": f"{config.data} (labels.csv layout): {len(training)} training images with masks "
             f"({dict(Counter(r.source for r in training))}); {len(validation)} validation images held out",
             "split": f"by lesion_id; validation = {config.validation_ids.name} (fixed, never trained on)",
-            "command": config.command,
-            "seed": config.seed,
-            "epochs": result.epochs_done,
-            "image_size": config.image_size,
-            "batch_size": config.batch_size,
-            "device": config.device,
-            "images_per_second": round(result.images_per_second, 1),
-            "train_minutes": round(result.train_seconds / 60, 1),
-            "final_loss": round(result.final_loss, 4),
-            "history": list(result.history),
-        },
+        }
+        | run_record(config, result),
     )
     write_trained_bundle(config.out, meta, result.model)
     return config.out
