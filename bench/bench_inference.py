@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.data import VALIDATION_IDS, read_rgb
-from inference.evaluation import validation_records
-from inference.predict import DEFAULT_CLASSIFIER, AnalysisOptions, Analyzer
+from inference.evaluation.evaluate import validation_records
+from inference.models.predict import DEFAULT_CLASSIFIER, AnalysisOptions, Analyzer
+from inference.training.data import VALIDATION_IDS, read_rgb
 from tests.factories import lesion_image
 
 

@@ -2,7 +2,7 @@
 
 A study is complete when no open association has sent it an instance, and either its quiet period
 passed since the last instance, the expected instance count arrived, or its deadline passed (per
-calling AE, see :class:`~dicom_node.settings.CompletionPolicy`). The open-association set lives in
+calling AE, see :class:`~dermnode.kernel.settings.CompletionPolicy`). The open-association set lives in
 memory only: after a restart no association is open, so every study left "receiving" completes
 after its quiet period, and nothing is lost.
 """
@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dermnode.kernel.retry import RetryPolicy
+from dermnode.kernel.settings import CompletionPolicy
 from dicom_node.ledger import Ledger, Study, StudyState
-from dicom_node.settings import CompletionPolicy
 
 LOG = logging.getLogger(__name__)
 
@@ -63,8 +64,8 @@ class CompletionMonitor:
     A study that cannot be queued (broker down) stays complete and is retried with back-off.
     """
 
-    QUEUE_RETRY_BASE_S = 1.0
-    QUEUE_RETRY_MAX_S = 60.0
+    #: Queueing while the broker is unreachable: never give up, 1 s doubling to at most 60 s.
+    QUEUE_RETRY = RetryPolicy(attempts=None, base_s=1.0, cap_s=60.0)
 
     def __init__(
         self,
@@ -120,7 +121,7 @@ class CompletionMonitor:
                 self._retry_at.pop(study.study_uid, None)
             except Exception as e:  # broker down: stays complete, retried with back-off
                 self._failures[study.study_uid] = failures = self._failures.get(study.study_uid, 0) + 1
-                delay = min(self.QUEUE_RETRY_MAX_S, self.QUEUE_RETRY_BASE_S * 2 ** (failures - 1))
+                delay = self.QUEUE_RETRY.delay(failures)
                 self._retry_at[study.study_uid] = now + delay
                 LOG.error("study %s could not be queued (retry in %.0f s): %s", study.study_uid, delay, e)
         return queued

@@ -12,13 +12,14 @@ from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
+from dermnode.kernel.errors import DermnodeError
+from dermnode.kernel.settings import Settings
 from dicom_node.completion import OpenAssociations
-from dicom_node.errors import DermnodeError
-from dicom_node.intake import STATUS_OUT_OF_RESOURCES, STATUS_SUCCESS, IntakeError, check_received
+from dicom_node.intake import IntakeError, check_received
 from dicom_node.ledger import Ledger, ReceivedInstance
 from dicom_node.policy import decide
-from dicom_node.settings import Settings
 from dicom_node.spool import Spool
+from dicom_node.status import Status
 
 LOG = logging.getLogger("dermnode.node")
 
@@ -66,7 +67,7 @@ class NodeHandlers:
     def on_echo(self, event: Event) -> int:
         calling, host = _peer(event)
         LOG.info("C-ECHO from %s@%s", calling, host)
-        return STATUS_SUCCESS
+        return Status.SUCCESS
 
     def on_store(self, event: Event) -> int:
         calling, host = _peer(event)
@@ -98,12 +99,12 @@ class NodeHandlers:
         except DermnodeError as e:
             LOG.error("C-STORE of %s from %s@%s failed, out of resources: %s", affected_sop, calling, host, e)
             try:
-                self.ledger.record_rejection(affected_sop, calling, f"0x{STATUS_OUT_OF_RESOURCES:04X}: {e}")
+                self.ledger.record_rejection(affected_sop, calling, f"0x{Status.OUT_OF_RESOURCES:04X}: {e}")
             except DermnodeError:
                 LOG.exception("the ledger could not record the refusal of %s either", affected_sop)
-            return STATUS_OUT_OF_RESOURCES
+            return Status.OUT_OF_RESOURCES
         LOG.debug("stored %s (study %s) from %s", affected_sop, checked.study_uid, calling)
-        return STATUS_SUCCESS
+        return Status.SUCCESS
 
 
 def handlers(node: NodeHandlers) -> list[tuple[evt.EventType, object]]:

@@ -5,30 +5,22 @@ A dataset that fails here is refused with a failure status and a log line; the s
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
 from pydicom.errors import InvalidDicomError
 
+from dermnode.kernel.errors import DermnodeError
+from dermnode.kernel.uids import is_valid_uid
 from dicom_node.contexts import ACCEPTED_IMAGE_SOP_CLASSES
-from dicom_node.errors import DermnodeError
-
-_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-#: PS3.4 Table B.2-1 status codes used by the node.
-STATUS_SUCCESS = 0x0000
-STATUS_OUT_OF_RESOURCES = 0xA700
-STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-STATUS_CANNOT_UNDERSTAND = 0xC000
-STATUS_PROCESSING_FAILURE = 0x0110
+from dicom_node.status import Status
 
 
 class IntakeError(DermnodeError):
     """A received dataset is refused; ``status`` is the DIMSE failure status to return."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: Status, message: str) -> None:
         super().__init__(message)
         self.status = status
 
@@ -49,11 +41,11 @@ def _uid(ds: Dataset, keyword: str, sop: str) -> str:
     value = str(ds.get(keyword, "") or "").strip()
     if not value:
         raise IntakeError(
-            STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS, f"instance {sop}: {keyword} is missing; it is required"
+            Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"instance {sop}: {keyword} is missing; it is required"
         )
-    if not _UID_RE.match(value) or len(value) > 64:
+    if not is_valid_uid(value):
         raise IntakeError(
-            STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS, f"instance {sop}: {keyword} {value!r} is not a valid UID"
+            Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"instance {sop}: {keyword} {value!r} is not a valid UID"
         )
     return value
 
@@ -63,10 +55,10 @@ def check_pixels(ds: Dataset, sop: str) -> None:
     for keyword in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "PhotometricInterpretation"):
         if keyword not in ds:
             raise IntakeError(
-                STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS, f"instance {sop}: {keyword} is missing for the pixel data"
+                Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"instance {sop}: {keyword} is missing for the pixel data"
             )
     if "PixelData" not in ds:
-        raise IntakeError(STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS, f"instance {sop}: Pixel Data is missing")
+        raise IntakeError(Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"instance {sop}: Pixel Data is missing")
     try:
         if ds.file_meta.TransferSyntaxUID.is_compressed:
             ds.pixel_array  # noqa: B018  (decodes; raises on a corrupt stream)
@@ -78,7 +70,7 @@ def check_pixels(ds: Dataset, sop: str) -> None:
             actual = len(ds.PixelData)
             if actual < expected:
                 raise IntakeError(
-                    STATUS_CANNOT_UNDERSTAND,
+                    Status.CANNOT_UNDERSTAND,
                     f"instance {sop}: Pixel Data has {actual} bytes, {rows}x{cols}x{spp} at {bits} bits "
                     f"needs {expected}",
                 )
@@ -86,7 +78,7 @@ def check_pixels(ds: Dataset, sop: str) -> None:
         raise
     except Exception as e:  # pixel handlers raise many types; every one means "cannot decode"
         raise IntakeError(
-            STATUS_CANNOT_UNDERSTAND,
+            Status.CANNOT_UNDERSTAND,
             f"instance {sop}: pixel data in {ds.file_meta.TransferSyntaxUID.name} cannot be decoded: {e}",
         ) from e
 
@@ -98,25 +90,25 @@ def check_received(path: Path, affected_sop_class: str, affected_sop_instance: s
         ds = dcmread(path)
         ds.SOPClassUID  # noqa: B018  (forces the deferred parse of the first elements)
     except (InvalidDicomError, EOFError, ValueError, KeyError, AttributeError, OSError) as e:
-        raise IntakeError(STATUS_CANNOT_UNDERSTAND, f"instance {sop}: the data set cannot be parsed: {e}") from e
+        raise IntakeError(Status.CANNOT_UNDERSTAND, f"instance {sop}: the data set cannot be parsed: {e}") from e
     try:
         sop_class = _uid(ds, "SOPClassUID", sop)
         sop_instance = _uid(ds, "SOPInstanceUID", sop)
         if sop_class != affected_sop_class:
             raise IntakeError(
-                STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 f"instance {sop}: SOP Class UID {sop_class} in the data set differs from the request's "
                 f"{affected_sop_class}",
             )
         if sop_class not in ACCEPTED_IMAGE_SOP_CLASSES:
             raise IntakeError(
-                STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 f"instance {sop}: SOP class {sop_class} is not a dermoscopy, VL photographic or secondary "
                 "capture image",
             )
         if sop_instance != affected_sop_instance:
             raise IntakeError(
-                STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 f"instance {sop}: SOP Instance UID {sop_instance} in the data set differs from the request",
             )
         study = _uid(ds, "StudyInstanceUID", sop)
@@ -135,4 +127,4 @@ def check_received(path: Path, affected_sop_class: str, affected_sop_instance: s
     except IntakeError:
         raise
     except Exception as e:  # a malformed element surfaces on access; refuse, never crash the node
-        raise IntakeError(STATUS_CANNOT_UNDERSTAND, f"instance {sop}: malformed data set: {e}") from e
+        raise IntakeError(Status.CANNOT_UNDERSTAND, f"instance {sop}: malformed data set: {e}") from e

@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dicom_node.errors import LedgerError
+from dermnode.kernel.errors import LedgerError
 
 
 class StudyState(StrEnum):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from dicom_node.settings import Settings
+from dermnode.kernel.settings import Settings
 
 
 class RejectReason(IntEnum):

@@ -1,38 +1,43 @@
-"""C-STORE SCU: deliver output objects to a destination, with bounded retries and back-off."""
+"""C-STORE SCU: deliver output objects to a destination in one association.
+
+One call is one attempt; retrying is the caller's business (the delivery queue re-queues failed attempts
+under the single :class:`dermnode.kernel.retry.RetryPolicy`), so no thread ever sleeps here.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
 from pynetdicom import AE, build_context
 
+from dermnode.kernel.addresses import Address
 from dicom_node.contexts import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
     PROPOSED_OUTPUT_SOP_CLASSES,
     PROPOSED_TRANSFER_SYNTAXES,
 )
+from dicom_node.status import Status
 from dicom_node.tls import TLSSettings, client_context
-from workers.jobs import Address
 
 LOG = logging.getLogger("dermnode.sender")
 
 
 @dataclass(frozen=True)
 class DeliveryResult:
+    """What one attempt achieved: ``detail`` says why it failed (or "delivered")."""
+
     destination: str
     delivered: bool
-    attempts: int
     detail: str
 
 
 class StoreSender:
-    """Sends files to one AE per association; retries the whole batch with exponential back-off.
+    """Sends files to one AE in one association per :meth:`send`.
 
     Re-sending is safe: outputs have deterministic UIDs, so a destination that already stored an
     object overwrites it rather than storing a duplicate.
@@ -41,19 +46,13 @@ class StoreSender:
     def __init__(
         self,
         calling_ae: str,
-        attempts: int = 5,
-        backoff_s: float = 2.0,
         timeout_s: float = 30.0,
         max_pdu: int = 131072,
-        sleep: Callable[[float], None] = time.sleep,
         tls: TLSSettings | None = None,
     ) -> None:
         self._calling_ae = calling_ae
-        self._attempts = attempts
-        self._backoff = backoff_s
         self._timeout = timeout_s
         self._max_pdu = max_pdu
-        self._sleep = sleep
         self._tls = client_context(tls) if tls is not None else None
 
     def _ae(self) -> AE:
@@ -87,7 +86,7 @@ class StoreSender:
                 code = int(getattr(status, "Status", -1)) if status is not None else -1
                 if code == -1:
                     return f"no C-STORE response from {dest.describe()} for {ds.SOPInstanceUID}"
-                if code != 0x0000 and not (0xB000 <= code <= 0xBFFF):
+                if not Status.is_success_or_warning(code):
                     return f"{dest.describe()} answered C-STORE of {ds.SOPInstanceUID} with 0x{code:04X}"
             return None
         finally:
@@ -95,18 +94,13 @@ class StoreSender:
                 assoc.release()
 
     def send(self, dest: Address, files: Sequence[Path]) -> DeliveryResult:
-        reason = "nothing sent"
-        for attempt in range(1, self._attempts + 1):
-            try:
-                failure = self._send_once(dest, files)
-            except Exception as e:  # socket and encoding errors: retried like a refused association
-                failure = f"{type(e).__name__}: {e}"
-            if failure is None:
-                LOG.info("delivered %d object(s) to %s (attempt %d)", len(files), dest.describe(), attempt)
-                return DeliveryResult(dest.describe(), True, attempt, "delivered")
-            reason = failure
-            LOG.warning("delivery to %s failed (attempt %d/%d): %s", dest.describe(), attempt, self._attempts,
-                        failure)
-            if attempt < self._attempts:
-                self._sleep(self._backoff * (2 ** (attempt - 1)))
-        return DeliveryResult(dest.describe(), False, self._attempts, reason)
+        """One attempt to store ``files`` at ``dest``; never raises for network or peer failures."""
+        try:
+            failure = self._send_once(dest, files)
+        except Exception as e:  # socket and encoding errors: a failed attempt like a refused association
+            failure = f"{type(e).__name__}: {e}"
+        if failure is None:
+            LOG.info("delivered %d object(s) to %s", len(files), dest.describe())
+            return DeliveryResult(dest.describe(), True, "delivered")
+        LOG.warning("delivery to %s failed: %s", dest.describe(), failure)
+        return DeliveryResult(dest.describe(), False, failure)

@@ -10,16 +10,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from dicom_node.errors import SpoolError
-
-_UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+from dermnode.kernel.errors import SpoolError
+from dermnode.kernel.uids import is_valid_uid
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -52,7 +50,7 @@ def _spool_errors(target: Path, sop_instance_uid: str) -> Iterator[None]:
 
 
 def _checked_uid(uid: str, what: str) -> str:
-    if not _UID_RE.match(uid) or len(uid) > 64:
+    if not is_valid_uid(uid):
         raise SpoolError(f"{what} {uid!r} is not a valid UID; refusing to use it as a file name")
     return uid
 

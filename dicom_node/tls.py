@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import ssl
-from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
-from dicom_node.errors import ConfigurationError
-
-
-class TLSSettings(BaseModel):
-    """Our certificate and key, and the CA bundle that peers' certificates must chain to."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    certificate: Path
-    private_key: Path
-    ca_certificates: Path | None = None
-    require_client_certificate: bool = True
-    verify_hostname: bool = True
+from dermnode.kernel.errors import ConfigurationError
+from dermnode.kernel.settings import TLSSettings
 
 
 def _load(ctx: ssl.SSLContext, tls: TLSSettings) -> ssl.SSLContext:

@@ -7,13 +7,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydicom import config as pydicom_config
 
-from dicom_node.server import Node
-from dicom_node.settings import Settings, load_settings
+from dermnode.kernel.messages import AnalysisJob
+from dermnode.kernel.settings import Settings, load_settings
+from dicom_node.node import Node
 from tests import dcmtk
-from workers.jobs import AnalysisJob
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dermoscopy"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Strict pydicom for the whole run (as highdicom's own suite): an invalid value read or written by our
+    code or our fixtures fails the test instead of warning. Node subprocesses keep pydicom's defaults."""
+    del config
+    pydicom_config.settings.reading_validation_mode = pydicom_config.RAISE
+    pydicom_config.settings.writing_validation_mode = pydicom_config.RAISE
 
 
 class RecordingDispatcher:

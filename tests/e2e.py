@@ -44,7 +44,7 @@ def check_outputs(files: list[Path], n_images: int, study_uid: str) -> None:
 
 def studies_listing(data_dir: Path) -> str:
     return subprocess.run(
-        [sys.executable, "-m", "dicom_node.cli", "studies", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "dermnode.cli", "studies", "--data-dir", str(data_dir)],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout
 

@@ -17,13 +17,13 @@ _LISTENING = re.compile(r"listening on [^:]+:(\d+)")
 
 
 class DermnodeProcess:
-    """``python -m dicom_node.cli ARGS`` with its output captured to a file for failure reports."""
+    """``python -m dermnode.cli ARGS`` with its output captured to a file for failure reports."""
 
     def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
         self.log = Path(tempfile.mkstemp(prefix="dermnode-", suffix=".log")[1])
         self._out = open(self.log, "w")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dicom_node.cli", *args],
+            [sys.executable, "-m", "dermnode.cli", *args],
             stdout=subprocess.PIPE, stderr=self._out, text=True,
             env={**os.environ, "TCP_NODELAY": "1", **(env or {})},
         )

@@ -30,8 +30,9 @@ command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel from this machine's disk.
 .venv/bin/pip install -q -e '.[test]'
-.venv/bin/python -c "import dicom_node, inference, workers, torch; print('torch', torch.__version__)"
+.venv/bin/python -c "import dermnode, dicom_node, inference, workers, torch; print('torch', torch.__version__)"
 
-.venv/bin/ruff check dicom_node inference workers tests bench
+.venv/bin/ruff check dermnode dicom_node inference workers tests bench
 .venv/bin/mypy
+.venv/bin/lint-imports   # the layer contracts in pyproject.toml
 exec .venv/bin/python -m pytest -p no:cacheprovider -n 2 --dist loadfile "$@"

@@ -11,20 +11,18 @@ from typing import Any
 
 from celery import Celery
 
-from dicom_node.errors import ConfigurationError
+from dermnode.kernel.errors import ConfigurationError
+from dermnode.kernel.messages import AnalysisJob, DeliveryJob
+from dermnode.kernel.settings import Settings
 from dicom_node.ledger import Ledger
-from dicom_node.settings import Settings
 from workers.delivery import (
     DELIVER_TASK,
     CeleryDeliveryScheduler,
     Delivery,
-    DeliveryJob,
     DeliveryScheduler,
     InProcessDeliveryScheduler,
-    next_attempt,
 )
 from workers.dispatch import ANALYSE_TASK
-from workers.jobs import AnalysisJob
 from workers.pipeline import AnalyzerFactory, StudyAnalysis
 
 
@@ -94,7 +92,7 @@ def build_runtime(
         """Send one generation's outputs to one destination once; re-queue with back-off on failure."""
         outcome = delivery.attempt(DeliveryJob.from_message(message))
         if outcome.retry_in_s is not None:
-            scheduler.schedule(next_attempt(outcome.job), outcome.retry_in_s)
+            scheduler.schedule(outcome.job.next_attempt(), outcome.retry_in_s)
         return outcome.as_dict()
 
     if in_process is not None:

@@ -1,9 +1,9 @@
 """Delivery of a study generation's outputs to one destination, as its own queued task.
 
-Analysis workers (GPUs) never wait on a slow or absent PACS: each destination gets a delivery job
-on the delivery queue; a failed attempt is re-queued with exponential back-off until
-``send_attempts`` is reached. When every destination of a generation has a final state, the study
-becomes delivered, or failed with the reasons.
+Analysis workers (GPUs) never wait on a slow or absent PACS: each destination gets a delivery job on the
+delivery queue; a failed attempt is re-queued after the delay of the single
+:class:`~dermnode.kernel.retry.RetryPolicy` (``send_attempts``, back-off from ``send_backoff_s``). When every
+destination of a generation has a final state, the study becomes delivered, or failed with the reasons.
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from celery import Celery
 
+from dermnode.kernel.addresses import Address
+from dermnode.kernel.messages import DeliveryJob
+from dermnode.kernel.settings import Settings
 from dicom_node.ledger import FINAL_DELIVERY_STATES, DeliveryState, Ledger, StudyState
 from dicom_node.sender import StoreSender
-from dicom_node.settings import Settings
-from workers.jobs import Address
 
 LOG = logging.getLogger("dermnode.delivery")
 
@@ -30,26 +31,6 @@ DELIVER_TASK = "dermnode.deliver"
 
 #: Send order: segmentations before the report that references them.
 _KIND_ORDER = {"seg": 0, "attention-seg": 1, "sr": 2}
-
-
-@dataclass(frozen=True)
-class DeliveryJob:
-    study_uid: str
-    generation: int
-    destination: Address
-    attempt: int = 1
-
-    def to_message(self) -> dict[str, Any]:
-        return {"study_uid": self.study_uid, "generation": self.generation, "attempt": self.attempt,
-                "destination": self.destination.to_message()}
-
-    @classmethod
-    def from_message(cls, message: dict[str, Any]) -> DeliveryJob:
-        try:
-            return cls(str(message["study_uid"]), int(message["generation"]),
-                       Address.from_message(message["destination"]), int(message.get("attempt", 1)))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"malformed delivery job message {message!r}: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -139,11 +120,10 @@ class Delivery:
     """One attempt per call; says whether to retry; closes the study when all destinations are final."""
 
     def __init__(self, settings: Settings, ledger: Callable[[], Ledger], sender: StoreSender | None = None) -> None:
-        self._settings = settings
         self._ledger = ledger
+        self._retry = settings.delivery_retry
         self._sender = sender or StoreSender(
-            settings.ae_title, attempts=1, timeout_s=settings.network_timeout_s, max_pdu=settings.max_pdu_size,
-            tls=settings.tls,
+            settings.ae_title, timeout_s=settings.network_timeout_s, max_pdu=settings.max_pdu_size, tls=settings.tls
         )
 
     def files(self, study_uid: str, generation: int) -> list[Path]:
@@ -163,8 +143,8 @@ class Delivery:
             ledger.record_delivery(job.study_uid, job.generation, dest, DeliveryState.DELIVERED, job.attempt,
                                    "delivered")
             outcome = DeliveryOutcome(job, DeliveryState.DELIVERED, "delivered")
-        elif job.attempt < self._settings.send_attempts:
-            delay = self._settings.send_backoff_s * 2 ** (job.attempt - 1)
+        elif not self._retry.gives_up_after(job.attempt):
+            delay = self._retry.delay(job.attempt)
             ledger.record_delivery(job.study_uid, job.generation, dest, DeliveryState.RETRYING, job.attempt,
                                    f"{result.detail}; retry in {delay:g} s")
             return DeliveryOutcome(job, DeliveryState.RETRYING, result.detail, retry_in_s=delay)
@@ -198,7 +178,3 @@ def start_deliveries(ledger: Ledger, scheduler: DeliveryScheduler, study_uid: st
         ledger.record_delivery(study_uid, generation, dest.describe(), DeliveryState.PENDING, 0, "queued")
     for dest in destinations:
         scheduler.schedule(DeliveryJob(study_uid, generation, dest))
-
-
-def next_attempt(job: DeliveryJob) -> DeliveryJob:
-    return replace(job, attempt=job.attempt + 1)

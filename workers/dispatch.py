@@ -1,4 +1,4 @@
-"""How the node hands a complete study to the analysis: a Celery queue, or the embedded worker."""
+"""The node's :class:`dicom_node.dispatch.Dispatcher`, implemented: a Celery queue, or the embedded worker."""
 
 from __future__ import annotations
 
@@ -6,21 +6,15 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from celery import Celery
 
-from workers.jobs import AnalysisJob
+from dermnode.kernel.messages import AnalysisJob
 
 LOG = logging.getLogger("dermnode.dispatch")
 
 ANALYSE_TASK = "dermnode.analyse_study"
-
-
-class Dispatcher(Protocol):
-    def submit(self, job: AnalysisJob) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class CeleryDispatcher:

@@ -17,17 +17,16 @@ from typing import Any
 
 from pydicom import Dataset, dcmread
 
-from dicom_node.errors import DermnodeError, InferenceError
+from dermnode.kernel.errors import DermnodeError, InferenceError
+from dermnode.kernel.messages import AnalysisJob
+from dermnode.kernel.settings import Settings
 from dicom_node.ledger import Ledger, StudyState
-from dicom_node.settings import Settings
-from inference.pixels import rgb_pixels
-from inference.predict import Analyzer
-from inference.prediction import LesionPrediction
-from inference.readback import validate_readback
-from inference.seg import build_attention_segmentation, build_segmentation
-from inference.sr import build_report, report_uids
+from inference.models.predict import Analyzer
+from inference.models.prediction import LesionPrediction
+from inference.outputs.build import build_outputs
+from inference.outputs.pixels import rgb_pixels
+from inference.outputs.sr import report_uids
 from workers.delivery import DeliveryScheduler, start_deliveries
-from workers.jobs import AnalysisJob
 
 LOG = logging.getLogger("dermnode.worker")
 
@@ -153,24 +152,15 @@ class StudyAnalysis:
         sources = [_read_spooled(i.path, i.sop_instance_uid) for i in instances]
         images = [rgb_pixels(ds) for ds in sources]
         predictions = self.analyzer.analyze(images, attention=self._settings.attention_maps)
-        now = self._clock()
-        prefix = self._settings.uid_prefix
-        segs = [build_segmentation(ds, p, uid_prefix=prefix, content_datetime=now)
-                for ds, p in zip(sources, predictions, strict=True)]
-        objects: list[tuple[str, Dataset]] = [("seg", s) for s in segs]
-        if self._settings.attention_maps:
-            objects += [
-                ("attention-seg", build_attention_segmentation(ds, p, uid_prefix=prefix, content_datetime=now))
-                for ds, p in zip(sources, predictions, strict=True)
-                if p.attention is not None
-            ]
-        report = build_report(sources, segs, predictions, uid_prefix=prefix, content_datetime=now,
-                              rgb_images=images, previous_versions=self._previous_reports(job, sources, predictions))
-        objects.append(("sr", report))
+        objects = build_outputs(
+            sources, images, predictions, uid_prefix=self._settings.uid_prefix, content_datetime=self._clock(),
+            attention=self._settings.attention_maps,
+            previous_reports=self._previous_reports(job, sources, predictions),
+        )
         outbox = self._settings.outbox_dir / job.study_uid / f"g{job.generation}"
         paths = []
-        for kind, ds in objects:
-            validate_readback(ds)  # never send what our own reader rejects
+        for obj in objects:
+            kind, ds = obj.kind, obj.dataset
             path = outbox / f"{kind}-{ds.SOPInstanceUID}.dcm"
             _write_durably(ds, path)
             self.ledger.record_output(job.study_uid, job.generation, str(ds.SOPInstanceUID), kind,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from inference.bundle import NetworkSpec, Normalisation
+from inference.models.bundle import NetworkSpec, Normalisation
 
 #: HAM10000 images are 4:3 (200x150); the classifier keeps that aspect at a small size.
 CLASSIFIER_INPUT = (96, 128)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from inference.predict import calibrated_probabilities
+from inference.models.predict import calibrated_probabilities
 
 #: Weak Gaussian prior on the biases: keeps a class that is rare (or absent) in the calibration split finite.
 BIAS_PRIOR_WEIGHT = 1e-3

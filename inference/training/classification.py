@@ -22,16 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from dicom_node.errors import InferenceError
-from inference.bundle import BundleMetadata, Task, load_bundle
-from inference.data import Pack, Record, pack_records, partition, read_ids, read_records, split_by_lesion
-from inference.lesion_classes import HAM10000_CLASSES, MELANOMA_KEY
-from inference.networks import build_network
-from inference.predict import calibrated_probabilities, view_logits
-from inference.preprocess import normalise_batch
+from dermnode.kernel.errors import InferenceError
+from inference.models.bundle import BundleMetadata, Task, load_bundle
+from inference.models.lesion_classes import HAM10000_CLASSES, MELANOMA_KEY
+from inference.models.networks import build_network
+from inference.models.predict import calibrated_probabilities, view_logits
+from inference.models.preprocess import normalise_batch
 from inference.training.architectures import NORMALISATION, classifier_network
 from inference.training.augment import augment
 from inference.training.calibration import NO_CALIBRATION, fit_calibration
+from inference.training.data import Pack, Record, pack_records, partition, read_ids, read_records, split_by_lesion
 from inference.training.loop import TrainConfig, run_record, seeded_generator, train
 from inference.training.model_card import rewrite_metadata, write_trained_bundle
 

@@ -16,9 +16,9 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from dicom_node.errors import InferenceError
-from inference.data import VALIDATION_IDS
-from inference.devices import resolve_device
+from dermnode.kernel.errors import InferenceError
+from inference.models.devices import resolve_device
+from inference.training.data import VALIDATION_IDS
 
 #: Loss of one batch given the model, the batch's row indices and the augmentation generator.
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator], torch.Tensor]

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from inference.bundle import (
+from inference.models.bundle import (
     METADATA_FILE,
     README_FILE,
     BundleMetadata,
@@ -22,7 +22,7 @@ from inference.bundle import (
     parse_metadata,
     write_bundle,
 )
-from inference.lesion_classes import VERIFIED_ELSEWHERE, VERIFIED_IN_PYDICOM
+from inference.models.lesion_classes import VERIFIED_ELSEWHERE, VERIFIED_IN_PYDICOM
 
 DATA_SOURCE = (
     "HAM10000 (Tschandl et al. 2018, CC BY-NC 4.0), ISIC 2017 challenge part 3 (ISIC Archive terms), "

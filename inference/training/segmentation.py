@@ -15,14 +15,14 @@ from monai.losses import DiceCELoss
 from torch import nn
 from tqdm import tqdm
 
-from dicom_node.errors import InferenceError
-from inference.bundle import BundleMetadata, Task
-from inference.data import pack_records, partition, read_ids, read_records
-from inference.lesion_classes import LESION
-from inference.networks import build_network
-from inference.preprocess import normalise_batch
+from dermnode.kernel.errors import InferenceError
+from inference.models.bundle import BundleMetadata, Task
+from inference.models.lesion_classes import LESION
+from inference.models.networks import build_network
+from inference.models.preprocess import normalise_batch
 from inference.training.architectures import NORMALISATION, segmenter_network
 from inference.training.augment import augment
+from inference.training.data import pack_records, partition, read_ids, read_records
 from inference.training.loop import TrainConfig, run_record, seeded_generator, train
 from inference.training.model_card import write_trained_bundle
 

@@ -35,14 +35,15 @@ from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.presentation import PresentationContext
 
-from dicom_node import contexts, intake
+from dermnode.kernel.messages import Address
+from dermnode.kernel.settings import Settings
+from dicom_node import contexts
+from dicom_node.node import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Node, build_ae
 from dicom_node.sender import StoreSender
-from dicom_node.server import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Node, build_ae
-from dicom_node.settings import Settings
+from dicom_node.status import Status
 from tests.conftest import RecordingDispatcher, node_settings
 from tests.factories import dermoscopy_dataset, minimal_output_file
 from tests.scu import c_store
-from workers.jobs import Address
 
 ROOT = Path(__file__).resolve().parents[2]
 STATEMENT = ROOT / "conformance" / "ConformanceStatement.md"
@@ -147,8 +148,8 @@ def test_statement_matches_the_scp_application_entity() -> None:
 
 
 def test_statement_statuses_are_the_intake_statuses() -> None:
-    used = {intake.STATUS_SUCCESS, intake.STATUS_OUT_OF_RESOURCES,
-            intake.STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS, intake.STATUS_CANNOT_UNDERSTAND}
+    used = {Status.SUCCESS, Status.OUT_OF_RESOURCES,
+            Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, Status.CANNOT_UNDERSTAND}
     assert store_statuses() == used
 
 
@@ -296,11 +297,11 @@ def test_running_node_returns_the_statement_store_statuses(tmp_path: Path) -> No
     finally:
         node.stop()
     assert observed == {
-        "stored": intake.STATUS_SUCCESS,
-        "re-sent": intake.STATUS_SUCCESS,
-        "missing Study Instance UID": intake.STATUS_DATASET_DOES_NOT_MATCH_SOP_CLASS,
-        "truncated Pixel Data": intake.STATUS_CANNOT_UNDERSTAND,
-        "spool not writable": intake.STATUS_OUT_OF_RESOURCES,
+        "stored": Status.SUCCESS,
+        "re-sent": Status.SUCCESS,
+        "missing Study Instance UID": Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+        "truncated Pixel Data": Status.CANNOT_UNDERSTAND,
+        "spool not writable": Status.OUT_OF_RESOURCES,
     }, {k: f"0x{v:04X}" for k, v in observed.items()}
     assert set(observed.values()) == store_statuses()
 
@@ -343,7 +344,7 @@ def test_delivery_scu_proposes_and_announces_what_the_statement_says(tmp_path: P
     assert server is not None
     try:
         settings = Settings()
-        sender = StoreSender(settings.ae_title, attempts=1, timeout_s=10, max_pdu=settings.max_pdu_size)
+        sender = StoreSender(settings.ae_title, timeout_s=10, max_pdu=settings.max_pdu_size)
         result = sender.send(
             Address("CAPTURE", "127.0.0.1", int(server.server_address[1])),
             [minimal_output_file(tmp_path, contexts.COMPREHENSIVE_3D_SR_STORAGE)],

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dermnode.kernel.settings import CompletionPolicy
 from dicom_node.completion import CompletionMonitor, OpenAssociations, is_complete
 from dicom_node.ledger import Ledger, ReceivedInstance, Study, StudyState
-from dicom_node.settings import CompletionPolicy
 
 
 def _study(first: float, last: float, n: int) -> Study:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dicom_node.errors import LedgerError
+from dermnode.kernel.errors import LedgerError
 from dicom_node.ledger import Ledger, ReceivedInstance, StudyState
 
 

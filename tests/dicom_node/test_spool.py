@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dicom_node.errors import SpoolError
+from dermnode.kernel.errors import SpoolError
 from dicom_node.spool import Spool
 
 

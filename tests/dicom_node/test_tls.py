@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from dicom_node.errors import ConfigurationError
+from dermnode.kernel.errors import ConfigurationError
+from dermnode.kernel.messages import Address
+from dicom_node.node import Node
 from dicom_node.sender import StoreSender
-from dicom_node.server import Node
 from dicom_node.tls import TLSSettings, server_context
 from tests import dcmtk
 from tests.conftest import RecordingDispatcher, node_settings
 from tests.factories import minimal_output_file
-from workers.jobs import Address
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,11 @@ def test_delivery_over_tls_to_storescp(tmp_path: Path, pki: PKI) -> None:
                 break
             time.sleep(0.1)
         tls = TLSSettings(certificate=pki.client_crt, private_key=pki.client_key, ca_certificates=pki.ca)
-        sender = StoreSender("DERMNODE", attempts=3, backoff_s=0.5, timeout_s=10, tls=tls)
+        sender = StoreSender("DERMNODE", timeout_s=10, tls=tls)
         result = sender.send(Address("PACS", "127.0.0.1", port, tls=True), [minimal_output_file(tmp_path)])
         assert result.delivered, result.detail
         assert len(list(out.iterdir())) == 1
-        plain = StoreSender("DERMNODE", attempts=1).send(Address("PACS", "127.0.0.1", port, tls=True),
+        plain = StoreSender("DERMNODE").send(Address("PACS", "127.0.0.1", port, tls=True),
                                                          [minimal_output_file(tmp_path)])
         assert not plain.delivered and "no tls certificate is configured" in plain.detail
     finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.predict import DEFAULT_CLASSIFIER, DEFAULT_SEGMENTER
+from inference.models.predict import DEFAULT_CLASSIFIER, DEFAULT_SEGMENTER
 
 
 @pytest.fixture

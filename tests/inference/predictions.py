@@ -6,7 +6,7 @@ from datetime import datetime
 
 import numpy as np
 
-from inference.prediction import ClassLabel, CodedConcept, LesionPrediction, ModelIdentity
+from inference.models.prediction import ClassLabel, CodedConcept, LesionPrediction, ModelIdentity
 from tests.factories import lesion_mask
 
 WHEN = datetime(2026, 11, 25, 12, 0, 0)

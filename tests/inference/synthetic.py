@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inference.lesion_classes import class_keys
+from inference.models.lesion_classes import class_keys
 from tests.factories import lesion_image, lesion_mask
 
 # Lesion colour per class, so a network can tell some classes apart within a few steps.

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from dermnode.kernel.messages import Address, AnalysisJob
+from dermnode.kernel.settings import Settings, load_settings
 from dicom_node.ledger import DeliveryState, Ledger, ReceivedInstance, StudyState
-from dicom_node.settings import Settings, load_settings
 from dicom_node.spool import Spool
-from inference.predict import Analyzer
+from inference.models.predict import Analyzer
 from tests import dcmtk
 from tests.factories import write_study
 from workers.app import WorkerRuntime, build_runtime
 from workers.delivery import Delivery, DeliveryJob
 from workers.dispatch import ANALYSE_TASK
-from workers.jobs import Address, AnalysisJob
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pydicom import dcmread
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit, generate_uid
 
-from inference.data import read_ids
+from inference.training.data import read_ids
 from tests import dcmtk
 from tests.conftest import SHARED_DATA
 from tests.e2e import check_outputs, serve_args

@@ -1,0 +1,232 @@
+"""The ``dermnode`` command, the one composition root: it builds the settings, then wires the DICOM edge
+(:mod:`dicom_node`) to the application layer (:mod:`workers`) for ``serve`` and ``worker``; ``studies`` and
+``purge`` read the ledger; the model commands (``train``, ``pack``, ``evaluate``) are in :mod:`.models`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from dermnode import __version__
+from dermnode.cli.models import register as register_model_commands
+from dermnode.kernel.errors import DermnodeError
+from dermnode.kernel.settings import Settings, load_settings
+
+LOG = logging.getLogger("dermnode")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML settings file (see config/dermnode.yaml)")
+    parser.add_argument("--data-dir", type=Path, help="spool, ledger and outbox folder [DERMNODE_DATA_DIR]")
+    parser.add_argument("--broker", dest="broker_url", metavar="URL",
+                        help="Celery broker, e.g. redis://127.0.0.1:6379/0; none = embedded [DERMNODE_BROKER_URL]")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = {
+        "port": "port", "ae_title": "ae_title", "bind": "bind_address", "data_dir": "data_dir",
+        "broker_url": "broker_url", "quiet_period": "completion.quiet_period_s", "device": "device",
+        "classifier": "classifier_bundle", "segmenter": "segmenter_bundle", "log_level": "log_level",
+    }
+    out: dict[str, Any] = {key: getattr(args, attr) for attr, key in keys.items() if hasattr(args, attr)}
+    if getattr(args, "allow", None):
+        out["allowed_peers"] = args.allow
+    if getattr(args, "destination", None):
+        out["destinations"] = args.destination
+    return out
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config, os.environ, _overrides(args))
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("pynetdicom", "highdicom", "celery.app.trace", "PIL"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dicom_node.dispatch import Dispatcher
+    from dicom_node.node import Node
+    from workers.app import build_runtime, create_app
+    from workers.dispatch import ANALYSE_TASK, CeleryDispatcher, InProcessDispatcher
+
+    settings = settings_from(args)
+    _logging(settings)
+    dispatcher: Dispatcher
+    close_after: list[Callable[[], None]] = []
+    if settings.broker_url:
+        dispatcher = CeleryDispatcher(create_app(settings), settings.queue_name)
+        LOG.info("queueing complete studies to %s (queue %s)", settings.broker_url, settings.queue_name)
+    else:
+        runtime = build_runtime(settings, embedded=True)
+        runtime.analysis.analyzer  # noqa: B018  (load the models now: a bad bundle fails at start, not later)
+        task = runtime.app.tasks[ANALYSE_TASK]
+        dispatcher = InProcessDispatcher(lambda message: task.apply(kwargs={"message": message}).get())
+        close_after.append(runtime.scheduler.close)
+        LOG.info("embedded worker: analysing and delivering in this process (no broker configured)")
+    node = Node(settings, dispatcher)
+    node.start()
+    print(f"dermnode {settings.ae_title} listening on {settings.bind_address}:{node.port}", flush=True)
+    try:
+        _wait_for_signal()
+    finally:
+        node.stop()
+        for close in close_after:
+            close()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.app import create_app
+
+    settings = settings_from(args)
+    _logging(settings)
+    if not settings.broker_url:
+        raise DermnodeError("dermnode worker needs a broker: pass --broker redis://HOST:6379/0 or set broker_url")
+    if not set(args.queues) <= {"analysis", "delivery"} or not args.queues:
+        raise DermnodeError(f"--queues {','.join(args.queues)}: use analysis, delivery or analysis,delivery")
+    app = create_app(settings)
+    queues = {"analysis": settings.queue_name, "delivery": settings.delivery_queue}
+    argv = [
+        "worker", "--queues", ",".join(queues[q] for q in args.queues), "--concurrency", str(args.concurrency),
+        "--pool", args.pool, "--loglevel", settings.log_level, "--without-gossip", "--without-mingle",
+    ]
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
+    app.worker_main(argv)
+    return 0
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    from dicom_node.ledger import Ledger
+
+    settings = settings_from(args)
+    if not settings.ledger_path.exists():
+        print(f"no ledger at {settings.ledger_path}: nothing received yet (check --data-dir)")
+        return 1
+    ledger = Ledger(settings.ledger_path)
+    for s in ledger.studies():
+        when = dt.datetime.fromtimestamp(s.last_received, dt.UTC).isoformat(timespec="seconds")
+        print(f"{s.study_uid}  {s.state:<10} gen={s.generation} n={s.instance_count} from={s.calling_ae} "
+              f"last={when} {s.reason}")
+        if args.events:
+            for e in ledger.events(s.study_uid):
+                print(f"    {dt.datetime.fromtimestamp(e.at, dt.UTC).isoformat(timespec='milliseconds')} "
+                      f"{e.kind} {e.sop_instance_uid} {e.detail}")
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete the spooled images and outputs of finished studies older than --older-than days."""
+    from dicom_node.ledger import Ledger, StudyState
+
+    settings = settings_from(args)
+    ledger = Ledger(settings.ledger_path)
+    cutoff = dt.datetime.now(dt.UTC).timestamp() - args.older_than * 86400
+    states = [StudyState.DELIVERED, StudyState.ANALYSED] + ([StudyState.FAILED] if args.include_failed else [])
+    purged = 0
+    for study in ledger.studies(states):
+        if study.updated > cutoff:
+            continue
+        if args.dry_run:
+            print(f"would purge {study.study_uid} ({study.state}, {study.instance_count} instance(s))")
+            continue
+        for path in ledger.forget_files(study.study_uid):
+            path.unlink(missing_ok=True)
+        for folder in (settings.spool_dir / study.study_uid, settings.outbox_dir / study.study_uid):
+            shutil.rmtree(folder, ignore_errors=True)
+        purged += 1
+        print(f"purged {study.study_uid} ({study.state})")
+    print(f"{purged} stud(y/ies) purged; the ledger keeps their audit trail")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dermnode",
+        description="DICOM node for dermoscopy AI: receives studies (C-STORE), analyses them with MONAI "
+        "bundles and returns a TID 1500 SR and DICOM SEG. Outputs are AI-generated, not for diagnostic use.",
+    )
+    parser.add_argument("--version", action="version", version=f"dermnode {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the node (embedded worker unless a broker is configured)")
+    _common(serve)
+    serve.add_argument("--port", type=int, help="TCP port to listen on (0 = any free port) [DERMNODE_PORT]")
+    serve.add_argument("--bind", help="address to listen on [DERMNODE_BIND_ADDRESS]")
+    serve.add_argument("--ae-title", help="our AE title; calls to another title are rejected [DERMNODE_AE_TITLE]")
+    serve.add_argument("--allow", action="append", metavar="AE[@HOST[:PORT]]",
+                       help="calling AE allowed to send (repeatable); PORT is where it listens, for the "
+                       "'sender' destination [DERMNODE_ALLOW, comma-separated]")
+    serve.add_argument("--destination", action="append", metavar="AE@HOST:PORT|sender",
+                       help="where SR + SEG are sent (repeatable) [DERMNODE_DESTINATIONS]")
+    serve.add_argument("--quiet-period", type=float, metavar="SECONDS",
+                       help="a study is complete this long after its last instance [DERMNODE_QUIET_PERIOD]")
+    serve.add_argument("--classifier", type=Path, help="classifier bundle folder (default: shipped)")
+    serve.add_argument("--segmenter", type=Path, help="segmenter bundle folder (default: shipped)")
+    serve.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where the embedded worker runs models")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run a Celery worker for the configured broker (one per GPU)")
+    _common(worker)
+    worker.add_argument("--classifier", type=Path, help="classifier bundle folder (default: shipped)")
+    worker.add_argument("--segmenter", type=Path, help="segmenter bundle folder (default: shipped)")
+    worker.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where models run")
+    worker.add_argument("--concurrency", type=int, default=1, help="worker processes (default 1)")
+    worker.add_argument("--pool", default="solo", choices=["solo", "prefork", "threads"],
+                        help="Celery pool (default solo: one model copy per process)")
+    worker.add_argument("--hostname", help="Celery node name, e.g. gpu0@%%h")
+    worker.add_argument("--queues", type=lambda v: v.split(","), default=["analysis", "delivery"],
+                        help="work to take: analysis, delivery or both (default analysis,delivery)")
+    worker.set_defaults(func=cmd_worker)
+
+    studies = sub.add_parser("studies", help="list studies in the ledger with their state (audit)")
+    _common(studies)
+    studies.add_argument("--events", action="store_true", help="also print each study's audit trail")
+    studies.set_defaults(func=cmd_studies)
+
+    purge = sub.add_parser("purge", help="delete images and outputs of finished studies (retention)")
+    _common(purge)
+    purge.add_argument("--older-than", type=float, required=True, metavar="DAYS",
+                       help="only studies finished at least this many days ago")
+    purge.add_argument("--include-failed", action="store_true", help="also purge failed studies")
+    purge.add_argument("--dry-run", action="store_true", help="list what would be purged")
+    purge.set_defaults(func=cmd_purge)
+
+    register_model_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DermnodeError as e:
+        print(f"dermnode: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

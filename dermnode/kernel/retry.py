@@ -1,0 +1,35 @@
+"""The one retry policy of dermnode: capped exponential back-off over a bounded number of attempts.
+
+Used for deliveries to destinations (each failed attempt is re-queued after :meth:`RetryPolicy.delay`)
+and for queueing complete studies while the broker is unreachable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` tries in all (None: never give up); the wait after failed attempt n is
+    ``base_s · 2^(n-1)``, at most ``cap_s``."""
+
+    attempts: int | None = 5
+    base_s: float = 2.0
+    cap_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.attempts is not None and self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+        if self.base_s < 0 or self.cap_s < 0:
+            raise ValueError(f"base_s and cap_s must not be negative, got {self.base_s} and {self.cap_s}")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based) before the next one."""
+        if attempt < 1:
+            raise ValueError(f"attempt is 1-based, got {attempt}")
+        return min(self.cap_s, self.base_s * 2.0 ** min(attempt - 1, 62))
+
+    def gives_up_after(self, attempt: int) -> bool:
+        """True when failed attempt ``attempt`` was the last one allowed."""
+        return self.attempts is not None and attempt >= self.attempts

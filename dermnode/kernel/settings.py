@@ -1,0 +1,268 @@
+"""One typed settings object for the node and the workers.
+
+Sources, later ones winning: built-in defaults < YAML file (``--config``) < environment variables
+(``DERMNODE_*``) < command-line flags. Nothing is read from the environment at import time:
+:func:`load_settings` is called once by the CLI and the result is passed explicitly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dermnode.kernel.addresses import Address, check_ae_title
+from dermnode.kernel.errors import ConfigurationError
+from dermnode.kernel.retry import RetryPolicy
+from dermnode.kernel.uids import DEFAULT_UID_PREFIX
+
+SENDER = "sender"
+"""The destination word for "reply to the calling AE at the port of its allow-list entry"."""
+
+#: A configured destination: a fixed address, or :data:`SENDER`.
+Destination = Address | Literal["sender"]
+
+
+def describe_destination(destination: Destination) -> str:
+    return destination if isinstance(destination, str) else destination.describe()
+
+
+class TLSSettings(BaseModel):
+    """Our certificate and key, and the CA bundle that peers' certificates must chain to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    certificate: Path
+    private_key: Path
+    ca_certificates: Path | None = None
+    require_client_certificate: bool = True
+    verify_hostname: bool = True
+
+
+class CompletionPolicy(BaseModel):
+    """When a study counts as complete (all optional limits combine with the quiet period).
+
+    A study is complete once no association is sending it and ``quiet_period_s`` seconds passed
+    without a new instance; or as soon as ``expected_instances`` arrived; or at ``deadline_s``
+    after its first instance, whichever comes first.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quiet_period_s: float = Field(default=3.0, ge=0.0, le=3600.0)
+    expected_instances: int | None = Field(default=None, ge=1)
+    deadline_s: float | None = Field(default=None, gt=0.0)
+
+
+class Peer(BaseModel):
+    """A calling AE allowed to send to us, optionally pinned to a host and with a port to reply to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ae_title: str
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    completion: CompletionPolicy | None = None
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, v: str) -> str:
+        return check_ae_title(v, "allowed peer AE title")
+
+    @field_validator("host")
+    @classmethod
+    def _ip(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError as e:
+            raise ValueError(
+                f"allowed peer host {v!r} must be an IP address (associations are matched by address)"
+            ) from e
+
+    @classmethod
+    def parse(cls, text: str) -> Peer:
+        """Parse ``AE``, ``AE@HOST`` or ``AE@HOST:PORT`` (as given to ``--allow``)."""
+        ae, _, rest = text.partition("@")
+        host: str | None = None
+        port: int | None = None
+        if rest:
+            host, sep, port_text = rest.rpartition(":")
+            if not sep:
+                host, port_text = rest, ""
+            if port_text:
+                if not port_text.isdigit():
+                    raise ConfigurationError(f"--allow {text!r}: port {port_text!r} is not a number")
+                port = int(port_text)
+        return cls(ae_title=ae, host=host or None, port=port)
+
+
+class Settings(BaseModel):
+    """Everything the node and the workers are configured with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ae_title: str = "DERMNODE"
+    bind_address: str = "0.0.0.0"
+    port: int = Field(default=11112, ge=0, le=65535)
+    allowed_peers: tuple[Peer, ...] = ()
+    destinations: tuple[Destination, ...] = ()
+    data_dir: Path = Path("dermnode-data")
+    completion: CompletionPolicy = CompletionPolicy()
+    tls: TLSSettings | None = None
+    broker_url: str | None = None
+    result_backend: str | None = None
+    queue_name: str = "dermnode.analysis"
+    delivery_queue: str = "dermnode.delivery"
+    classifier_bundle: Path | None = None
+    segmenter_bundle: Path | None = None
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    attention_maps: bool = True
+    stalled_after_s: float = Field(default=1800.0, gt=0.0)
+    visibility_timeout_s: float = Field(default=600.0, ge=60.0)
+    send_attempts: int = Field(default=5, ge=1, le=100)
+    send_backoff_s: float = Field(default=2.0, ge=0.0, le=600.0)
+    send_backoff_max_s: float = Field(default=3600.0, ge=0.0)
+    max_pdu_size: int = Field(default=131072, ge=0)
+    network_timeout_s: float = Field(default=30.0, gt=0.0)
+    uid_prefix: str = DEFAULT_UID_PREFIX
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("ae_title")
+    @classmethod
+    def _ae(cls, v: str) -> str:
+        return check_ae_title(v, "our AE title (ae_title)")
+
+    @model_validator(mode="after")
+    def _tls_destinations_need_tls(self) -> Settings:
+        needing = [d.describe() for d in self.destinations if isinstance(d, Address) and d.tls]
+        if needing and self.tls is None:
+            raise ValueError(f"destinations {', '.join(needing)} use TLS: configure tls (certificate, private_key)")
+        return self
+
+    @field_validator("uid_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not re.fullmatch(r"(\d+\.)+", v) or len(v) > 40:
+            raise ValueError(f"uid_prefix {v!r} must be dotted digits ending in '.', at most 40 characters")
+        return v
+
+    @property
+    def delivery_retry(self) -> RetryPolicy:
+        """The retry policy of deliveries: ``send_attempts`` with back-off from ``send_backoff_s``."""
+        return RetryPolicy(self.send_attempts, self.send_backoff_s, self.send_backoff_max_s)
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger.sqlite3"
+
+    def peer(self, ae_title: str) -> Peer | None:
+        """The configured peer entry for a calling AE title, if any."""
+        return next((p for p in self.allowed_peers if p.ae_title == ae_title), None)
+
+    def completion_for(self, ae_title: str) -> CompletionPolicy:
+        """The completion policy of a calling AE: its own, or the node default."""
+        peer = self.peer(ae_title)
+        return peer.completion if peer and peer.completion else self.completion
+
+
+#: environment variable → settings key; list-valued ones take comma-separated items.
+ENVIRONMENT = {
+    "DERMNODE_AE_TITLE": "ae_title",
+    "DERMNODE_BIND_ADDRESS": "bind_address",
+    "DERMNODE_PORT": "port",
+    "DERMNODE_ALLOW": "allowed_peers",
+    "DERMNODE_DESTINATIONS": "destinations",
+    "DERMNODE_DATA_DIR": "data_dir",
+    "DERMNODE_QUIET_PERIOD": "completion.quiet_period_s",
+    "DERMNODE_BROKER_URL": "broker_url",
+    "DERMNODE_QUEUE": "queue_name",
+    "DERMNODE_DELIVERY_QUEUE": "delivery_queue",
+    "DERMNODE_RESULT_BACKEND": "result_backend",
+    "DERMNODE_CLASSIFIER_BUNDLE": "classifier_bundle",
+    "DERMNODE_SEGMENTER_BUNDLE": "segmenter_bundle",
+    "DERMNODE_DEVICE": "device",
+    "DERMNODE_LOG_LEVEL": "log_level",
+}
+
+
+def _set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
+    head, _, rest = dotted.partition(".")
+    if rest:
+        sub = target.setdefault(head, {})
+        if not isinstance(sub, dict):
+            sub = dict(sub)
+            target[head] = sub
+        _set_path(sub, rest, value)
+    else:
+        target[head] = value
+
+
+def _coerce_list(key: str, value: Any) -> Any:
+    """Turn ``AE@HOST`` / ``AE@HOST:PORT`` strings (from flags, env, YAML) into mappings."""
+    if key not in ("allowed_peers", "destinations"):
+        return value
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[Any] = []
+    for item in items:
+        if not isinstance(item, str):
+            out.append(item)
+        elif not item.strip():
+            continue
+        elif key == "allowed_peers":
+            out.append(Peer.parse(item.strip()).model_dump(exclude_none=True))
+        elif item.strip().lower() == SENDER:
+            out.append(SENDER)
+        else:
+            out.append(Address.parse(item.strip()))
+    return out
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge defaults, the YAML file, ``DERMNODE_*`` variables and explicit overrides (dotted keys)."""
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError as e:
+            raise ConfigurationError(f"config file {config_file} does not exist: check --config") from e
+        except yaml.YAMLError as e:
+            raise ConfigurationError(f"config file {config_file} is not valid YAML: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigurationError(f"config file {config_file} must hold a mapping of settings at the top")
+        merged.update(loaded)
+    for var, key in ENVIRONMENT.items():
+        if environ is not None and var in environ:
+            _set_path(merged, key, environ[var])
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(merged, key, value)
+    try:
+        for key in ("allowed_peers", "destinations"):
+            if key in merged:
+                merged[key] = _coerce_list(key, merged[key])
+        return Settings.model_validate(merged)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in e.errors()
+        )
+        source = f" (from {config_file})" if config_file else ""
+        raise ConfigurationError(f"invalid settings{source}: {problems}") from e

@@ -1,0 +1,161 @@
+"""The node: AE + spool + ledger + completion monitor + dispatcher, started and stopped together."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pynetdicom import AE, _config
+from pynetdicom.transport import ThreadedAssociationServer
+
+from dermnode.kernel.addresses import Address
+from dermnode.kernel.errors import ConfigurationError
+from dermnode.kernel.messages import AnalysisJob
+from dermnode.kernel.settings import Settings
+from dicom_node.completion import CompletionMonitor, OpenAssociations
+from dicom_node.contexts import (
+    ACCEPTED_IMAGE_SOP_CLASSES,
+    ACCEPTED_TRANSFER_SYNTAXES,
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    VERIFICATION_SOP_CLASS,
+)
+from dicom_node.dispatch import Dispatcher
+from dicom_node.handlers import NodeHandlers, handlers
+from dicom_node.ledger import UNFINISHED, Ledger, Study, StudyState
+from dicom_node.spool import Spool
+from dicom_node.tls import server_context
+
+LOG = logging.getLogger("dermnode.node")
+
+
+
+def configure_pynetdicom() -> None:
+    """Process-wide pynetdicom switches, set once here: receive datasets straight to a file."""
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    _config.LOG_HANDLER_LEVEL = "none"
+
+
+def build_ae(settings: Settings) -> AE:
+    """The SCP application entity with exactly the contexts of :mod:`dicom_node.contexts`."""
+    ae = AE(ae_title=settings.ae_title)
+    ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    ae.maximum_pdu_size = settings.max_pdu_size
+    ae.network_timeout = settings.network_timeout_s
+    ae.acse_timeout = settings.network_timeout_s
+    ae.dimse_timeout = settings.network_timeout_s
+    ae.require_called_aet = False  # checked in EVT_REQUESTED with an actionable log line
+    ae.add_supported_context(VERIFICATION_SOP_CLASS)
+    for sop_class in ACCEPTED_IMAGE_SOP_CLASSES:
+        ae.add_supported_context(sop_class, list(ACCEPTED_TRANSFER_SYNTAXES))
+    return ae
+
+
+@dataclass(frozen=True)
+class DestinationResolver:
+    """Turns the configured destinations into addresses for a study's calling AE."""
+
+    settings: Settings
+
+    def resolve(self, calling_ae: str) -> tuple[Address, ...]:
+        out: list[Address] = []
+        for dest in self.settings.destinations:
+            if isinstance(dest, Address):
+                out.append(dest)
+                continue
+            peer = self.settings.peer(calling_ae)
+            if peer is None or peer.host is None or peer.port is None:
+                LOG.error(
+                    "destination 'sender' for %s is skipped: configure allowed_peers with %s@HOST:PORT",
+                    calling_ae, calling_ae,
+                )
+                continue
+            out.append(Address(peer.ae_title, peer.host, peer.port))
+        return tuple(dict.fromkeys(out))
+
+
+class Node:
+    """A running dermnode: call :meth:`start`, then :meth:`stop` (also a context manager)."""
+
+    def __init__(self, settings: Settings, dispatcher: Dispatcher) -> None:
+        if not settings.allowed_peers:
+            LOG.warning("no allowed peers configured: every association will be rejected; use --allow AE")
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self.spool = Spool(settings.spool_dir)
+        self.ledger = Ledger(settings.ledger_path)
+        self.associations = OpenAssociations()
+        self.destinations = DestinationResolver(settings)
+        self.monitor = CompletionMonitor(
+            self.ledger, self.associations, settings.completion_for, self._queue_study,
+            stalled_after_s=settings.stalled_after_s,
+        )
+        self._server: ThreadedAssociationServer | None = None
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the node is not started")
+        return int(self._server.server_address[1])
+
+    def _queue_study(self, study: Study) -> None:
+        job = AnalysisJob(study.study_uid, study.generation, self.destinations.resolve(study.calling_ae))
+        self.dispatcher.submit(job)
+        self.ledger.transition(
+            study.study_uid, StudyState.QUEUED, expect=[StudyState.COMPLETE], generation=study.generation
+        )
+        LOG.info("study %s generation %d queued for %s", study.study_uid, study.generation,
+                 ", ".join(d.describe() for d in job.destinations) or "the outbox only")
+
+    def recover(self) -> int:
+        """Re-queue every study that was complete but not delivered when the node last stopped."""
+        removed = self.spool.clean_incomplete()
+        if removed:
+            LOG.info("removed %d partial file(s) left by an interrupted write (never acknowledged)", removed)
+        count = 0
+        for study in self.ledger.studies(list(UNFINISHED)):
+            if study.state != StudyState.COMPLETE:
+                self.ledger.transition(study.study_uid, StudyState.COMPLETE, expect=[study.state],
+                                       reason=f"re-queued after restart (was {study.state})")
+            count += 1
+        if count:
+            LOG.info("%d undelivered complete stud(y/ies) will be queued again", count)
+        return count
+
+    def start(self) -> Node:
+        configure_pynetdicom()
+        self.recover()
+        ae = build_ae(self.settings)
+        node_handlers = NodeHandlers(self.settings, self.spool, self.ledger, self.associations)
+        try:
+            self._server = ae.start_server(
+                (self.settings.bind_address, self.settings.port),
+                block=False,
+                evt_handlers=handlers(node_handlers),  # type: ignore[arg-type]
+                ssl_context=server_context(self.settings.tls) if self.settings.tls else None,
+            )
+        except OSError as e:
+            raise ConfigurationError(
+                f"cannot listen on {self.settings.bind_address}:{self.settings.port}: {e.strerror}; "
+                "choose another --port or stop the program using it"
+            ) from e
+        self.monitor.start()
+        LOG.info("dermnode %s listening on %s:%d%s (data in %s)", self.settings.ae_title,
+                 self.settings.bind_address, self.port, " with TLS" if self.settings.tls else "",
+                 self.settings.data_dir)
+        return self
+
+    def stop(self) -> None:
+        self.monitor.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        self.dispatcher.close()
+        self.ledger.close()
+
+    def __enter__(self) -> Node:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""Evaluation of bundles on a labelled folder: metrics, ``dermnode evaluate`` and its plots."""

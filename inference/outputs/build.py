@@ -1,0 +1,63 @@
+"""The one entry point from a study's predictions to its DICOM outputs, each read back before it is returned.
+
+Per image a BINARY lesion SEG (and, with attention, a FRACTIONAL Grad-CAM SEG); per study one TID 1500 SR
+that references them. Nothing is returned that highdicom's own reader rejects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from pydicom import Dataset
+
+from inference.models.prediction import LesionPrediction
+from inference.outputs.readback import validate_readback
+from inference.outputs.seg import build_attention_segmentation, build_segmentation
+from inference.outputs.sr import build_report
+
+
+@dataclass(frozen=True)
+class OutputObject:
+    """One built object and its kind: ``seg``, ``attention-seg`` or ``sr`` (also its send order)."""
+
+    kind: str
+    dataset: Dataset
+
+
+def build_outputs(
+    sources: Sequence[Dataset],
+    images: Sequence[npt.NDArray[np.uint8]],
+    predictions: Sequence[LesionPrediction],
+    *,
+    uid_prefix: str,
+    content_datetime: dt.datetime,
+    attention: bool = True,
+    previous_reports: Sequence[Dataset] | None = None,
+) -> list[OutputObject]:
+    """SEGs, attention SEGs (where a prediction has attention and ``attention`` is on) and the SR, validated."""
+    segs = [
+        build_segmentation(ds, p, uid_prefix=uid_prefix, content_datetime=content_datetime)
+        for ds, p in zip(sources, predictions, strict=True)
+    ]
+    objects = [OutputObject("seg", s) for s in segs]
+    if attention:
+        objects += [
+            OutputObject(
+                "attention-seg",
+                build_attention_segmentation(ds, p, uid_prefix=uid_prefix, content_datetime=content_datetime),
+            )
+            for ds, p in zip(sources, predictions, strict=True)
+            if p.attention is not None
+        ]
+    report = build_report(
+        sources, segs, predictions, uid_prefix=uid_prefix, content_datetime=content_datetime,
+        rgb_images=list(images), previous_versions=list(previous_reports) if previous_reports else None,
+    )
+    objects.append(OutputObject("sr", report))
+    for obj in objects:
+        validate_readback(obj.dataset)  # never send what our own reader rejects
+    return objects

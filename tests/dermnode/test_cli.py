@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dermnode.cli import main
+from dicom_node.ledger import Ledger, ReceivedInstance, StudyState
+from dicom_node.spool import Spool
+
+
+def _finished_study(data_dir: Path) -> tuple[Ledger, Path]:
+    spool = Spool(data_dir / "spool")
+    path = spool.write_bytes(b"pixels", "1.2.3", "1.2.3.4")
+    ledger = Ledger(data_dir / "ledger.sqlite3", clock=lambda: 0.0)  # finished long ago
+    ledger.record_instance(ReceivedInstance("1.2.3.4", "1.2.3", "1.2.3.5", "1.2", "1.2.840.10008.1.2.1", path,
+                                            "STORESCU", "127.0.0.1"))
+    ledger.transition("1.2.3", StudyState.DELIVERED)
+    return ledger, path
+
+
+def test_purge_deletes_files_of_finished_studies_and_keeps_the_audit_trail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger, path = _finished_study(tmp_path)
+    assert main(["purge", "--data-dir", str(tmp_path), "--older-than", "1", "--dry-run"]) == 0
+    assert path.exists() and "would purge 1.2.3" in capsys.readouterr().out
+    assert main(["purge", "--data-dir", str(tmp_path), "--older-than", "1"]) == 0
+    assert not path.exists() and not (tmp_path / "spool" / "1.2.3").exists()
+    assert "study-purged" in [e.kind for e in ledger.events("1.2.3")]
+    assert main(["studies", "--data-dir", str(tmp_path)]) == 0
+    assert "1.2.3  delivered" in capsys.readouterr().out
+
+
+def test_misconfiguration_exits_with_a_message_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["studies", "--config", "/nonexistent/dermnode.yaml"]) == 2
+    assert "config file /nonexistent/dermnode.yaml does not exist: check --config" in capsys.readouterr().err
+
+
+def test_worker_without_broker_says_what_to_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker"]) == 2
+    assert "--broker redis://" in capsys.readouterr().err

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dermnode.kernel.addresses import Address
+from dermnode.kernel.errors import ConfigurationError
+from dermnode.kernel.settings import Peer, Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_yaml_documents_the_defaults() -> None:
+    loaded = load_settings(REPO / "config" / "dermnode.yaml", {})
+    defaults = Settings()
+    assert loaded.model_dump(exclude={"allowed_peers"}) == defaults.model_dump(exclude={"allowed_peers"})
+    assert loaded.allowed_peers == (Peer(ae_title="STORESCU"),)
+
+
+def test_environment_overrides_file_and_flags_override_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ae_title: FROMFILE\nport: 1000\nallowed_peers: [A]\n")
+    env = {"DERMNODE_PORT": "2000", "DERMNODE_ALLOW": "B@127.0.0.1:4242,C", "DERMNODE_QUIET_PERIOD": "7"}
+    s = load_settings(cfg, env, {"port": 3000})
+    assert s.ae_title == "FROMFILE"
+    assert s.port == 3000
+    assert s.allowed_peers == (Peer(ae_title="B", host="127.0.0.1", port=4242), Peer(ae_title="C"))
+    assert s.completion.quiet_period_s == 7.0
+
+
+def test_destinations_parse_fixed_and_sender() -> None:
+    s = load_settings(None, {}, {"destinations": ["PACS@10.0.0.1:104", "sender"]})
+    assert s.destinations == (Address("PACS", "10.0.0.1", 104), "sender")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"ae_title": "THIS_TITLE_IS_FAR_TOO_LONG"}, r"ae_title.*not a valid AE title"),
+        ({"port": 70000}, r"port: Input should be less than or equal to 65535"),
+        ({"destinations": ["PACS@nohostport"]}, r"is not AE@HOST:PORT"),
+        ({"device": "tpu"}, r"device: Input should be 'cpu', 'cuda' or 'auto'"),
+        ({"no_such_key": 1}, r"no_such_key: Extra inputs are not permitted"),
+        ({"allowed_peers": ["PACS@pacs.example.org"]}, r"host 'pacs.example.org' must be an IP address"),
+    ],
+)
+def test_bad_settings_say_what_to_fix(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(None, {}, overrides)
+
+
+def test_missing_and_malformed_config_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="does not exist: check --config"):
+        load_settings(tmp_path / "absent.yaml", {})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("port: [1,\n")
+    with pytest.raises(ConfigurationError, match="not valid YAML"):
+        load_settings(bad, {})
+
+
+def test_per_peer_completion_policy() -> None:
+    s = load_settings(None, {}, {"allowed_peers": [
+        {"ae_title": "ORTHANC", "completion": {"quiet_period_s": 9, "expected_instances": 3}}, "OTHER"]})
+    assert s.completion_for("ORTHANC").expected_instances == 3
+    assert s.completion_for("OTHER") == s.completion
