@@ -90,15 +90,6 @@ class Spool:
             _fsync_dir(target.parent)
         return target
 
-    def write_bytes(self, data: bytes, study_uid: str, sop_instance_uid: str) -> Path:
-        """Write a Part 10 byte string into the spool durably; returns its final path."""
-        target = self.path_for(study_uid, sop_instance_uid)
-        with _spool_errors(target, sop_instance_uid):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _replace_durably(target, lambda out: out.write(data))
-            _fsync_dir(target.parent)
-        return target
-
     def clean_incomplete(self) -> int:
         """Remove temporary files left by a crash mid-write (never acknowledged); returns how many."""
         removed = 0

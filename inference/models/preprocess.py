@@ -8,13 +8,11 @@ bundle's input size → normalise → CHW float tensor.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
-from monai.transforms import Compose, EnsureType, Lambda, NormalizeIntensity
 from scipy import ndimage
 
 from dermnode.kernel.errors import InferenceError
@@ -76,26 +74,6 @@ def normalise_batch(batch: torch.Tensor, normalisation: Normalisation) -> torch.
     return (batch.float() / 255.0 - mean) / std
 
 
-def image_transform(size: tuple[int, int], normalisation: Normalisation) -> Compose:
-    """MONAI composition: uint8 RGB (rows, cols, 3) → normalised float CHW tensor of ``size``."""
-    return Compose(
-        [
-            Lambda(partial(prepared_unit_chw, size=size, colour_constancy=normalisation.colour_constancy)),
-            NormalizeIntensity(
-                subtrahend=np.asarray(normalisation.mean, dtype=np.float32).reshape(3, 1, 1),
-                divisor=np.asarray(normalisation.std, dtype=np.float32).reshape(3, 1, 1),
-            ),
-            EnsureType(data_type="tensor", dtype=torch.float32, track_meta=False),
-        ]
-    )
-
-
-def prepared_unit_chw(image: npt.NDArray[np.uint8], size: tuple[int, int], colour_constancy: str) -> torch.Tensor:
-    """:func:`prepare_image` as a float CHW tensor scaled to 0..1."""
-    prepared = prepare_image(image, size, colour_constancy)
-    return torch.from_numpy(np.ascontiguousarray(prepared.transpose(2, 0, 1))).float() / 255.0
-
-
 def stack_prepared(images: Sequence[npt.NDArray[np.uint8]]) -> torch.Tensor:
     """Stack prepared uint8 (H, W, 3) images into a uint8 (N, 3, H, W) tensor."""
     return torch.from_numpy(np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)))
@@ -117,16 +95,6 @@ def resize_map(prob: npt.NDArray[np.float32], shape: tuple[int, int]) -> npt.NDA
         return prob.astype(np.float32, copy=False)
     t = torch.from_numpy(np.ascontiguousarray(prob, dtype=np.float32))[None, None]
     return F.interpolate(t, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
-
-
-def largest_component(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    """Keep only the largest 8-connected foreground component."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-    if count <= 1:
-        return mask.astype(bool)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return np.asarray(labels == int(np.argmax(sizes)), dtype=bool)
 
 
 def main_component(mask: npt.NDArray[np.bool_], prob: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:

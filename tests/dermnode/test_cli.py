@@ -11,7 +11,9 @@ from dicom_node.spool import Spool
 
 def _finished_study(data_dir: Path) -> tuple[Ledger, Path]:
     spool = Spool(data_dir / "spool")
-    path = spool.write_bytes(b"pixels", "1.2.3", "1.2.3.4")
+    received = data_dir / "received.dcm"
+    received.write_bytes(b"pixels")
+    path = spool.adopt(received, "1.2.3", "1.2.3.4")
     ledger = Ledger(data_dir / "ledger.sqlite3", clock=lambda: 0.0)  # finished long ago
     ledger.record_instance(ReceivedInstance("1.2.3.4", "1.2.3", "1.2.3.5", "1.2", "1.2.840.10008.1.2.1", path,
                                             "STORESCU", "127.0.0.1"))

@@ -32,18 +32,25 @@ def test_adopt_copies_across_filesystems(tmp_path: Path) -> None:
     assert list(path.parent.glob(".incoming-*")) == []
 
 
+def _received(tmp_path: Path, data: bytes = b"x") -> Path:
+    """A file as pynetdicom leaves a received data set, before the handler adopts it."""
+    path = Path(tempfile.mkstemp(dir=tmp_path, suffix=".dcm")[1])
+    path.write_bytes(data)
+    return path
+
+
 def test_bad_uid_and_unwritable_spool_are_clear_errors(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
     with pytest.raises(SpoolError, match=r"Study Instance UID '\.\./x' is not a valid UID"):
-        spool.write_bytes(b"x", "../x", "1.2")
+        spool.adopt(_received(tmp_path), "../x", "1.2")
     (spool.root / "1.2.3").write_text("a file where the study folder should be")
     with pytest.raises(SpoolError, match=r"could not store instance 1\.2\.3\.4 .*check free space and permissions"):
-        spool.write_bytes(b"x", "1.2.3", "1.2.3.4")
+        spool.adopt(_received(tmp_path), "1.2.3", "1.2.3.4")
 
 
 def test_clean_incomplete_removes_interrupted_writes_only(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "spool")
-    kept = spool.write_bytes(b"x", "1.2.3", "1.2.3.4")
+    kept = spool.adopt(_received(tmp_path), "1.2.3", "1.2.3.4")
     (kept.parent / ".incoming-abc.dcm").write_bytes(b"half")
     assert spool.clean_incomplete() == 1
     assert [p.name for p in kept.parent.iterdir()] == [kept.name]

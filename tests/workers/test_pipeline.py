@@ -50,7 +50,7 @@ def _spool_study(tmp_path: Path, settings: Settings, ledger: Ledger, n: int = 2)
     spool = Spool(settings.spool_dir)
     for path in write_study(tmp_path / "src", n_images=n):
         ds = dcmread(path)
-        final = spool.write_bytes(path.read_bytes(), ds.StudyInstanceUID, ds.SOPInstanceUID)
+        final = spool.adopt(path, ds.StudyInstanceUID, ds.SOPInstanceUID)  # as the C-STORE handler does
         ledger.record_instance(ReceivedInstance(ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID,
                                                 ds.SOPClassUID, str(ds.file_meta.TransferSyntaxUID), final,
                                                 "STORESCU", "127.0.0.1"))

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
+from monai.transforms import Compose, EnsureType, Lambda, NormalizeIntensity
 
 from dermnode.kernel.errors import InferenceError
 from inference.models.bundle import Normalisation
 from inference.models.preprocess import (
     check_rgb,
-    image_transform,
-    largest_component,
     lesion_mask,
     lesion_probability,
     normalise_batch,
@@ -35,12 +36,31 @@ def test_shades_of_gray_removes_a_colour_cast() -> None:
     assert np.array_equal(shades_of_gray(grey), grey)
 
 
+def _prepared_unit_chw(image: np.ndarray, size: tuple[int, int], colour_constancy: str) -> torch.Tensor:
+    prepared = prepare_image(image, size, colour_constancy)
+    return torch.from_numpy(np.ascontiguousarray(prepared.transpose(2, 0, 1))).float() / 255.0
+
+
+def _monai_transform(size: tuple[int, int], normalisation: Normalisation) -> Compose:
+    """The same preprocessing written as a MONAI composition: the reference our batched path must match."""
+    return Compose(
+        [
+            Lambda(partial(_prepared_unit_chw, size=size, colour_constancy=normalisation.colour_constancy)),
+            NormalizeIntensity(
+                subtrahend=np.asarray(normalisation.mean, dtype=np.float32).reshape(3, 1, 1),
+                divisor=np.asarray(normalisation.std, dtype=np.float32).reshape(3, 1, 1),
+            ),
+            EnsureType(data_type="tensor", dtype=torch.float32, track_meta=False),
+        ]
+    )
+
+
 def test_prepare_and_transform_agree() -> None:
     image = lesion_image(150, 200)
     prepared = prepare_image(image, (72, 96), "shades_of_gray")
     assert prepared.shape == (72, 96, 3) and prepared.dtype == np.uint8
     via_batch = normalise_batch(stack_prepared([prepared]), NORM)[0]
-    via_monai = image_transform((72, 96), NORM)(image)
+    via_monai = _monai_transform((72, 96), NORM)(image)
     assert via_monai.shape == (3, 72, 96)
     torch.testing.assert_close(via_monai, via_batch, atol=1e-5, rtol=0)
 
@@ -71,7 +91,7 @@ def test_largest_component_and_hole_filling() -> None:
     prob[15:17, 15:17] = 1.0  # speck
     mask = lesion_mask(prob, (20, 20))
     assert mask[6, 6] and not mask[16, 16] and mask.sum() == 100
-    assert largest_component(np.zeros((3, 3), bool)).sum() == 0
+    assert lesion_mask(np.zeros((3, 3), np.float32), (3, 3)).sum() == 0
 
 
 def test_lesion_probability_sigmoid_and_softmax() -> None:
@@ -97,4 +117,4 @@ def test_main_component_prefers_the_central_lesion_over_a_larger_corner_blob() -
     prob[0:20, 0:20] = 0.9  # corner blob, 400 px
     mask = lesion_mask(prob, (60, 80))
     assert mask[30, 40] and not mask[5, 5]
-    assert largest_component(prob >= 0.5)[5, 5]
+    assert (prob[0:20, 0:20] >= 0.5).sum() > (prob[22:38, 32:48] >= 0.5).sum()  # the blob is the larger one
