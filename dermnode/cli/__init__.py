@@ -144,6 +144,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from dicom_node.ledger import Ledger, StudyState
 
     settings = settings_from(args)
+    if not settings.ledger_path.is_file():
+        raise DermnodeError(f"no ledger at {settings.ledger_path}: check --data-dir (nothing was purged)")
     ledger = Ledger(settings.ledger_path)
     cutoff = dt.datetime.now(dt.UTC).timestamp() - args.older_than * 86400
     states = [StudyState.DELIVERED, StudyState.ANALYSED] + ([StudyState.FAILED] if args.include_failed else [])

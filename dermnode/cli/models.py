@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from inference.training.data import VALIDATION_IDS
+from inference.training.splits import VALIDATION_IDS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -23,10 +23,9 @@ from PIL import Image
 from dermnode.kernel.errors import InferenceError
 from inference.models.lesion_classes import class_keys
 from inference.models.preprocess import prepare_image, resize_map
+from inference.training.splits import VALIDATION_IDS
 
 LABELS_FILE = "labels.csv"
-SPLITS_DIR = Path(__file__).parent / "splits"
-VALIDATION_IDS = SPLITS_DIR / "validation_ids.txt"
 REQUIRED_COLUMNS = ("image_id", "diagnosis")
 #: Optional columns and what stands in for them: images/<image_id>.jpg, source "unknown", no mask.
 

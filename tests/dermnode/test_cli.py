@@ -42,3 +42,23 @@ def test_misconfiguration_exits_with_a_message_not_a_traceback(capsys: pytest.Ca
 def test_worker_without_broker_says_what_to_pass(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker"]) == 2
     assert "--broker redis://" in capsys.readouterr().err
+
+
+def test_admin_commands_load_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from dermnode.cli import build_parser; build_parser().parse_args(['studies']); "
+        "print('torch' in sys.modules, 'monai' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.split() == ["False", "False"]
+
+
+def test_purge_refuses_a_data_dir_without_a_ledger(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dermnode.cli import main
+
+    assert main(["purge", "--older-than", "1", "--data-dir", str(tmp_path / "typo")]) == 2
+    assert "no ledger at" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()

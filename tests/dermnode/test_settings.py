@@ -64,3 +64,21 @@ def test_per_peer_completion_policy() -> None:
         {"ae_title": "ORTHANC", "completion": {"quiet_period_s": 9, "expected_instances": 3}}, "OTHER"]})
     assert s.completion_for("ORTHANC").expected_instances == 3
     assert s.completion_for("OTHER") == s.completion
+
+
+def test_the_yaml_examples_work_when_uncommented_as_documented(tmp_path: Path) -> None:
+    text = (REPO / "config" / "dermnode.yaml").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    for key, placeholder in (("destinations", "destinations: []"), ("tls", "tls: null")):
+        start = lines.index(f"# {key}:")
+        end = start + 1
+        while end < len(lines) and lines[end].startswith("#  "):
+            end += 1
+        lines[start:end] = [line[2:] for line in lines[start:end]]
+        lines.remove(placeholder)
+    cfg = tmp_path / "uncommented.yaml"
+    cfg.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings = load_settings(cfg, {})
+    assert [d if isinstance(d, str) else d.describe() for d in settings.destinations] == [
+        "PACS@127.0.0.1:4242", "sender"]
+    assert settings.tls is not None and settings.tls.require_client_certificate
