@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, generate_uid
 from pynetdicom import AE
@@ -82,6 +83,21 @@ def test_jpeg_baseline_from_dcmtk_is_accepted(node: Node, tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     study_uid = dermoscopy_uid(jpeg)
     assert node.ledger.instances(study_uid)[0].transfer_syntax == "1.2.840.10008.1.2.4.50"
+
+
+def test_jpeg_lossless_from_dcmtk_is_accepted_and_decodes_exactly(node: Node, tmp_path: Path) -> None:
+    from pydicom import dcmread
+
+    from inference.outputs.pixels import rgb_pixels
+
+    src = write_study(tmp_path / "raw", n_images=1)[0]
+    lossless = tmp_path / "lossless.dcm"
+    made = dcmtk.run([dcmtk.tool("dcmcjpeg"), "+e1", str(src), str(lossless)])  # JPEG Lossless SV1
+    assert made.returncode == 0, made.stderr
+    assert c_store(node.port, dcmread(lossless)) == 0x0000
+    (instance,) = node.ledger.instances(dermoscopy_uid(lossless))
+    assert instance.transfer_syntax == "1.2.840.10008.1.2.4.70"
+    assert np.array_equal(rgb_pixels(dcmread(instance.path)), rgb_pixels(dcmread(src)))  # GDCM, no GPL decoder
 
 
 def dermoscopy_uid(path: Path) -> str:
