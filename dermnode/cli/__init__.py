@@ -166,6 +166,21 @@ def cmd_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_wrap_jpeg(args: argparse.Namespace) -> int:
+    """Wrap dermatoscope JPEGs as one Dermoscopic Photography study, ready for storescu."""
+    from dicom_node.dermoscopy import Device, Patient, wrap_files
+
+    patient = Patient(args.patient_id, args.patient_name, args.birth_date, args.sex)
+    device = Device(args.manufacturer, args.model, args.serial)
+    written = wrap_files(args.images, args.out, patient, laterality=args.laterality, accession=args.accession,
+                         device=device)
+    for path in written:
+        print(path)
+    print(f"{len(written)} image(s) wrapped as one study in {args.out}; send with: "
+          f"storescu -R -xy -aec DERMNODE HOST 11112 {args.out}/*.dcm", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dermnode",
@@ -217,6 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--include-failed", action="store_true", help="also purge failed studies")
     purge.add_argument("--dry-run", action="store_true", help="list what would be purged")
     purge.set_defaults(func=cmd_purge)
+
+    wrap = sub.add_parser("wrap-jpeg", help="wrap dermatoscope JPEGs as a DICOM dermoscopy study (no re-encoding)")
+    wrap.add_argument("images", nargs="+", type=Path, help="baseline JPEG files, one study")
+    wrap.add_argument("--out", type=Path, required=True, help="folder for the .dcm files")
+    wrap.add_argument("--patient-id", required=True, help="Patient ID as the PACS knows the patient")
+    wrap.add_argument("--patient-name", default="", help="DICOM person name, e.g. 'Doe^Jane'")
+    wrap.add_argument("--birth-date", default="", help="YYYYMMDD")
+    wrap.add_argument("--sex", default="", choices=["", "F", "M", "O"])
+    wrap.add_argument("--laterality", default="", choices=["", "L", "R", "U", "B"], help="image laterality")
+    wrap.add_argument("--accession", default="", help="accession number of the order, if any")
+    wrap.add_argument("--manufacturer", default="UNKNOWN", help="dermatoscope manufacturer")
+    wrap.add_argument("--model", default="UNKNOWN", help="dermatoscope model")
+    wrap.add_argument("--serial", default="UNKNOWN", help="dermatoscope serial number")
+    wrap.set_defaults(func=cmd_wrap_jpeg)
 
     register_model_commands(sub)
     return parser
