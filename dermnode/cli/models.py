@@ -12,6 +12,9 @@ from pathlib import Path
 
 from inference.training.splits import VALIDATION_IDS
 
+#: ``inference.training.recipes.ARCHITECTURES``, spelled out so the CLI starts without importing torch.
+ARCHITECTURES = ("scratch", "efficientnet-lite0")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train``, ``pack`` and ``evaluate`` subcommands; each sets ``func(args) -> int``."""
@@ -38,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument("--max-minutes", type=float, help="stop after the epoch that exceeds this training time")
         p.add_argument("--version", default="1.0.0", help="bundle version")
         p.add_argument("--no-progress", action="store_true")
+        p.add_argument("--arch", choices=ARCHITECTURES, default=ARCHITECTURES[0],
+                       help="scratch: slim DenseNet / residual UNet from random weights (default); "
+                       "efficientnet-lite0: fine-tuned from the ImageNet weights of the pip package")
+        p.add_argument("--exclude-source", action="append", default=[], metavar="SOURCE",
+                       help="leave this labels.csv source out of training (repeatable), e.g. ISIC-2017")
         p.set_defaults(func=_train)
 
     pack = subparsers.add_parser(
@@ -64,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--device", default="cpu")
     evaluate.add_argument("--no-tta", action="store_true", help="disable test-time flips")
     evaluate.add_argument("--no-plots", action="store_true")
+    evaluate.add_argument("--source", help="only images of this labels.csv source (e.g. ISIC-2017)")
+    evaluate.add_argument("--no-attention", action="store_true",
+                          help="skip Grad-CAM attention-in-lesion on the images with masks")
     evaluate.add_argument(
         "--record", action="store_true", help="store the metrics in both bundles' metadata and model cards"
     )
@@ -93,6 +104,8 @@ def _train(args: argparse.Namespace) -> int:
         version=args.version,
         command=_command_line(args),
         progress=not args.no_progress,
+        arch=args.arch,
+        exclude_sources=tuple(args.exclude_source),
     )
     out = train_classifier(config) if args.kind == "classify" else train_segmenter(config)
     print(f"wrote {args.kind} bundle {out}")
@@ -124,12 +137,16 @@ def _evaluate(args: argparse.Namespace) -> int:
             plots=not args.no_plots,
             record=args.record,
             command=_command_line(args),
+            source=args.source,
+            attention=not args.no_attention,
         )
     )
     print(
         f"{metrics['n_images']} images: melanoma AUC {metrics['melanoma_auc']:.4f}, malignant AUC "
         f"{metrics['malignant_auc']:.4f}, balanced accuracy {metrics['balanced_accuracy']:.4f}, "
-        f"ECE {metrics['ece']:.4f}, Dice {metrics['dice_mean']:.4f}; report in {args.out}"
+        f"ECE {metrics['ece']:.4f}, Dice {metrics['dice_mean']:.4f}, attention in lesion "
+        f"{metrics['attention_in_lesion_median']:.3f} (vignette {metrics['attention_in_lesion_median_vignette']:.3f}); "
+        f"report in {args.out}"
     )
     return 0
 

@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dermnode.kernel.errors import InferenceError
+from inference.evaluation.attention import attention_share, circular_vignette, median_or_nan
 from inference.evaluation.metrics import (
     balanced_accuracy,
     dice,
@@ -31,7 +32,10 @@ from inference.evaluation.outcomes import WORST_CASES, Outcomes, WorstCases
 from inference.evaluation.plots import write_plots
 from inference.models.bundle import read_metadata
 from inference.models.predict import DEFAULT_CLASSIFIER, DEFAULT_SEGMENTER, AnalysisOptions, Analyzer
+from inference.models.prediction import decide
+from inference.models.preprocess import resize_map
 from inference.training.data import VALIDATION_IDS, Record, partition, read_ids, read_mask, read_records, read_rgb
+from inference.training.mask_quality import inverted_mask
 
 BATCH = 32
 
@@ -50,19 +54,28 @@ class EvaluationOptions:
     plots: bool = True
     record: bool = False
     command: str = "dermnode evaluate"
+    #: Only images of this source (``labels.csv`` column ``source``), e.g. a leave-one-source-out test.
+    source: str | None = None
+    #: Grad-CAM attention-in-lesion on images with a mask (plain and with a circular black vignette).
+    attention: bool = True
 
 
 def validation_records(
-    data: Path, ids_file: Path, limit: int | None, all_images: bool = False
+    data: Path, ids_file: Path, limit: int | None, all_images: bool = False, source: str | None = None
 ) -> tuple[list[Record], str]:
     """The records to evaluate, sorted by image id, and what they are.
 
     A folder that shares images with ``ids_file`` (our own data) is evaluated on those images only,
     never on training images; any other folder (an external test set) is evaluated whole, as is
     every folder with ``all_images``. With ``limit``, that many evenly spaced records are kept (a
-    deterministic subset that keeps the mix of sources).
+    deterministic subset that keeps the mix of sources). With ``source``, only that source's images count.
     """
     records = read_records(data)
+    if source is not None:
+        sources = sorted({r.source for r in records})
+        records = [r for r in records if r.source == source]
+        if not records:
+            raise InferenceError(f"{data} has no image of source {source!r}; its sources are {sources}.")
     if all_images:
         validation, selection = records, "all images (--all-images)"
     else:
@@ -73,6 +86,8 @@ def validation_records(
     if not validation:
         raise InferenceError(f"{data} lists no image; nothing to evaluate.")
     validation.sort(key=lambda r: r.image_id)
+    if source is not None:
+        selection += f", source {source}"
     if not limit or limit >= len(validation):
         return validation, selection
     picks = np.unique(np.linspace(0, len(validation) - 1, limit).round().astype(int))
@@ -85,8 +100,8 @@ def evaluate(options: EvaluationOptions) -> dict[str, Any]:
     segmenter = options.segmenter or DEFAULT_SEGMENTER
     analyzer = Analyzer.from_bundles(classifier, segmenter, options.device, AnalysisOptions(tta=options.tta))
     records, selection = validation_records(options.data, options.validation_ids, options.limit,
-                                            options.all_images)
-    outcomes = run(analyzer, records)
+                                            options.all_images, options.source)
+    outcomes = run(analyzer, records, attention=options.attention)
     meta = analyzer.classifier.metadata
     keys = [x.key for x in meta.labels]
     malignant = [i for i, x in enumerate(meta.labels) if x.malignant]
@@ -108,24 +123,39 @@ def evaluate(options: EvaluationOptions) -> dict[str, Any]:
     return metrics
 
 
-def run(analyzer: Analyzer, records: Sequence[Record]) -> Outcomes:
-    """Analyse ``records`` in batches; Dice/Jaccard at source resolution where a mask exists."""
+def run(analyzer: Analyzer, records: Sequence[Record], attention: bool = True) -> Outcomes:
+    """Analyse ``records`` in batches; Dice/Jaccard at source resolution where a mask exists, and (with
+    ``attention`` and a classifier that names an attention layer) attention-in-lesion there too."""
     probabilities = []
     calls: list[int] = []
     dices: list[float | None] = []
     jaccards: list[float | None] = []
+    in_lesion: list[float | None] = []
+    in_lesion_vignette: list[float | None] = []
+    inverted: list[bool] = []
     worst = WorstCases(WORST_CASES)
+    with_attention = attention and analyzer.classifier.metadata.network.attention_layer is not None
     for start in range(0, len(records), BATCH):
         chunk = records[start : start + BATCH]
-        predictions = analyzer.analyze([read_rgb(r.image_path) for r in chunk], attention=False)
+        images = [read_rgb(r.image_path) for r in chunk]
+        predictions = analyzer.analyze(images, attention=False)
+        plain, vignetted = (
+            attention_in_lesion(analyzer, chunk, images, [p.labels.index(p.predicted) for p in predictions])
+            if with_attention
+            else ([None] * len(chunk), [None] * len(chunk))
+        )
+        in_lesion.extend(plain)
+        in_lesion_vignette.extend(vignetted)
         for record, prediction in zip(chunk, predictions, strict=True):
             probabilities.append(prediction.probabilities)
             calls.append(prediction.labels.index(prediction.predicted))
             if record.mask_path is None:
                 dices.append(None)
                 jaccards.append(None)
+                inverted.append(False)
                 continue
             truth = read_mask(record.mask_path)
+            inverted.append(inverted_mask(truth))
             if truth.shape != prediction.mask.shape:
                 raise InferenceError(
                     f"{record.mask_path} is {truth.shape} but its image is {prediction.mask.shape}; "
@@ -136,9 +166,44 @@ def run(analyzer: Analyzer, records: Sequence[Record]) -> Outcomes:
             jaccards.append(jaccard(prediction.mask, truth))
             worst.offer(score, len(dices) - 1, prediction.mask)
     return Outcomes(
-        list(records), np.stack(probabilities).astype(np.float32), np.asarray(calls, np.int64), dices, jaccards,
-        worst.masks(),
+        list(records),
+        np.stack(probabilities).astype(np.float32),
+        np.asarray(calls, np.int64),
+        dices,
+        jaccards,
+        worst_masks=worst.masks(),
+        attention_in_lesion=in_lesion,
+        attention_in_lesion_vignette=in_lesion_vignette,
+        inverted_mask=inverted,
     )
+
+
+def attention_in_lesion(
+    analyzer: Analyzer, records: Sequence[Record], images: Sequence[npt.NDArray[np.uint8]], calls: Sequence[int]
+) -> tuple[list[float | None], list[float | None]]:
+    """Grad-CAM share inside the true lesion mask for the records with a mask: of the called class on the
+    image, and of the class called on the image with a circular black vignette (None without a usable mask:
+    none, or one that looks inverted)."""
+    plain: list[float | None] = [None] * len(records)
+    vignetted: list[float | None] = [None] * len(records)
+    truths, rows = [], []
+    for i, record in enumerate(records):
+        if record.mask_path is not None:
+            truth = read_mask(record.mask_path)
+            if not inverted_mask(truth):
+                truths.append(truth)
+                rows.append(i)
+    if not rows:
+        return plain, vignetted
+    maps = analyzer.attention_maps([images[i] for i in rows], [calls[i] for i in rows])
+    dark = [circular_vignette(images[i]) for i in rows]
+    dark_calls = decide(analyzer.classify(dark), analyzer.classifier.metadata.decision_weights)
+    dark_maps = analyzer.attention_maps(dark, [int(c) for c in dark_calls])
+    for k, i in enumerate(rows):
+        shape = truths[k].shape
+        plain[i] = attention_share(resize_map(maps[k], shape), truths[k])
+        vignetted[i] = attention_share(resize_map(dark_maps[k], shape), truths[k])
+    return plain, vignetted
 
 
 def summarise(
@@ -173,6 +238,14 @@ def _block(
     sens, spec = sensitivity_specificity(probs[:, mel], is_mel, threshold)
     dices = [d for d in (outcomes.dice[i] for i in rows) if d is not None]
     jaccards = [j for j in (outcomes.jaccard[i] for i in rows) if j is not None]
+    inverted = outcomes.inverted_mask
+    valid_dices = [
+        d
+        for d, bad in ((outcomes.dice[i], i < len(inverted) and inverted[i]) for i in rows)
+        if d is not None and not bad
+    ]
+    plain = outcomes.attention_in_lesion
+    vignetted = outcomes.attention_in_lesion_vignette
     return {
         "n_images": len(rows),
         "n_melanoma": int(is_mel.sum()),
@@ -188,6 +261,12 @@ def _block(
         "dice_mean": float(np.mean(dices)) if dices else float("nan"),
         "dice_median": float(np.median(dices)) if dices else float("nan"),
         "jaccard_mean": float(np.mean(jaccards)) if jaccards else float("nan"),
+        "n_inverted_masks": len(dices) - len(valid_dices),
+        "dice_mean_valid_masks": float(np.mean(valid_dices)) if valid_dices else float("nan"),
+        "dice_median_valid_masks": float(np.median(valid_dices)) if valid_dices else float("nan"),
+        "n_attention": sum(1 for i in rows if i < len(plain) and plain[i] is not None),
+        "attention_in_lesion_median": median_or_nan([plain[i] for i in rows if i < len(plain)]),
+        "attention_in_lesion_median_vignette": median_or_nan([vignetted[i] for i in rows if i < len(vignetted)]),
     }
 
 
@@ -203,8 +282,20 @@ CLASSIFIER_KEYS = (
     "operating_threshold",
     "ece",
     "melanoma_auc_source_gap",
+    "n_attention",
+    "attention_in_lesion_median",
+    "attention_in_lesion_median_vignette",
 )
-SEGMENTER_KEYS = ("n_images", "n_with_mask", "dice_mean", "dice_median", "jaccard_mean")
+SEGMENTER_KEYS = (
+    "n_images",
+    "n_with_mask",
+    "dice_mean",
+    "dice_median",
+    "jaccard_mean",
+    "n_inverted_masks",
+    "dice_mean_valid_masks",
+    "dice_median_valid_masks",
+)
 RUN_KEYS = ("command", "validation_ids", "limit", "tta")
 
 

@@ -26,6 +26,12 @@ class Outcomes:
     jaccard: list[float | None]
     #: Predicted lesion masks of the worst-segmented images, by index into ``records``.
     worst_masks: dict[int, npt.NDArray[np.bool_]] = field(default_factory=dict)
+    #: Share of Grad-CAM mass inside the lesion mask (None: no mask or no attention layer), plain and vignetted.
+    attention_in_lesion: list[float | None] = field(default_factory=list)
+    attention_in_lesion_vignette: list[float | None] = field(default_factory=list)
+    #: Ground-truth masks that look inverted (:mod:`inference.training.mask_quality`): kept in Dice, also
+    #: reported without.
+    inverted_mask: list[bool] = field(default_factory=list)
 
 
 class WorstCases:

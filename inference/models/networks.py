@@ -14,6 +14,7 @@ from monai.networks import nets
 from torch import nn
 
 from dermnode.kernel.errors import BundleError
+from inference.models.efficientnet_lite import EfficientNetLite, EfficientNetLiteUNet
 
 NetworkFactory = Callable[..., nn.Module]
 
@@ -28,6 +29,8 @@ def _registry() -> dict[str, NetworkFactory]:
         "UNet": nets.UNet,
         "BasicUNet": nets.BasicUNet,
         "FlexibleUNet": nets.FlexibleUNet,
+        "EfficientNetLite": EfficientNetLite,
+        "EfficientNetLiteUNet": EfficientNetLiteUNet,
     }
 
 

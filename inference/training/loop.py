@@ -47,6 +47,10 @@ class TrainConfig:
     version: str = "1.0.0"
     command: str = ""
     progress: bool = True
+    #: The recipe's architecture (see :mod:`inference.training.recipes`).
+    arch: str = "scratch"
+    #: ``labels.csv`` sources left out of training and calibration (leave-one-source-out runs).
+    exclude_sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -84,6 +88,7 @@ def run_record(config: TrainConfig, result: TrainResult) -> dict[str, object]:
         "image_size": config.image_size,
         "batch_size": config.batch_size,
         "device": config.device,
+        "arch": config.arch,
         "images_per_second": round(result.images_per_second, 1),
         "train_minutes": round(result.train_seconds / 60, 1),
         "final_loss": round(result.final_loss, 4),

@@ -33,7 +33,8 @@ def test_shipped_bundles_reproduce_recorded_metrics(tmp_path: Path) -> None:
     assert recorded, "the classifier bundle has no recorded metrics; run `dermnode evaluate --record`"
     measured = evaluate(
         EvaluationOptions(
-            data=DATA, out=tmp_path, limit=recorded.get("limit"), plots=False, tta=bool(recorded.get("tta", True))
+            data=DATA, out=tmp_path, limit=recorded.get("limit"), plots=False, tta=bool(recorded.get("tta", True)),
+            attention="attention_in_lesion_median" in recorded,
         )
     )
     assert measured["n_images"] == recorded["n_images"]
