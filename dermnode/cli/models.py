@@ -5,6 +5,7 @@ Torch and MONAI are imported only when one of these commands runs."""
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -152,8 +153,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _command_line(args: argparse.Namespace) -> str:
+    """The command as typed, with absolute paths made relative to the working directory: bundles and
+    reports record how they were made without naming this machine's folders."""
     del args
-    return "dermnode " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return "dermnode " + " ".join(shlex.quote(_portable(a)) for a in sys.argv[1:])
+
+
+def _portable(argument: str) -> str:
+    return os.path.relpath(argument) if os.path.isabs(argument) else argument
 
 
 def main(argv: Sequence[str] | None = None) -> int:

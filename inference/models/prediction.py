@@ -91,6 +91,22 @@ class LesionPrediction:
         """True when the melanoma probability reaches the bundle's operating threshold."""
         return self.melanoma_probability >= self.operating_threshold
 
+    def decision_note(self) -> str | None:
+        """Why the called class is not the most probable one, in words a reader can check; None when it is."""
+        called = self.predicted
+        top, p_top = self.ranked(1)[0]
+        if called is top:
+            return None
+        i, j = self.labels.index(called), self.labels.index(top)
+        w_called, w_top = self.decision_weights[i], self.decision_weights[j]
+        return (
+            f"Called {called.name} although {top.name} is more probable ({self.probabilities[i]:.2f} vs "
+            f"{p_top:.2f}): the call is the class with the largest probability x decision weight "
+            f"({self.probabilities[i]:.2f} x {w_called:.3g} = {self.probabilities[i] * w_called:.3g} vs "
+            f"{p_top:.2f} x {w_top:.3g} = {p_top * w_top:.3g}), i.e. the model's choice if all classes were "
+            "equally common; the probabilities reflect the training data's class mix, where nevi dominate."
+        )
+
     def ranked(self, top: int | None = None) -> list[tuple[ClassLabel, float]]:
         """Classes by decreasing probability (the differential), optionally only the first ``top``."""
         order = np.argsort(-self.probabilities, kind="stable")

@@ -58,6 +58,8 @@ DERMOSCOPIC_PHOTOGRAPHY = hd.sr.CodedConcept("446078004", "SCT", "Dermoscopic ph
 MALIGNANT = hd.sr.CodedConcept("21594007", "SCT", "Malignant")
 MALIGNANT_MELANOMA = CodedConcept("1162635006", "SCT", "Malignant melanoma")
 POSITIVE = hd.sr.CodedConcept("10828004", "SCT", "Positive")
+#: TID 1501's concept name for qualitative evaluations, CODE or TEXT.
+QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 NEGATIVE = hd.sr.CodedConcept("260385009", "SCT", "Negative")
 
 # Private concepts: DICOM PS3.16 has no codes for these dermoscopy features and for the call.
@@ -212,7 +214,7 @@ def _classification_group(
     evaluations.append(
         hd.sr.QualitativeEvaluation(name=SUSPICIOUS_FOR_MELANOMA, value=POSITIVE if prediction.suspicious else NEGATIVE)
     )
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=derive_uid("classification-tracking", [str(source.SOPInstanceUID)], prefix),
             identifier=f"Classification of image {_instance_number(source)}",
@@ -229,6 +231,15 @@ def _classification_group(
             )
         ],
     )
+    note = prediction.decision_note()
+    if note is not None:
+        # TID 1501 row 13: a TEXT qualitative evaluation (highdicom builds only the CODE form).
+        group[0].ContentSequence.append(
+            hd.sr.TextContentItem(
+                name=QUALITATIVE_EVALUATIONS, value=note, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+            )
+        )
+    return group
 
 
 def _segmentation_group(

@@ -12,6 +12,7 @@ validation split for sensitivity ≥ 0.90. ``--exclude-source`` leaves sources o
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -103,8 +104,9 @@ def train_classifier(config: TrainConfig) -> Path:
         trained=True,
         melanoma_key=MELANOMA_KEY,
         training={
-            "data": f"{config.data} (labels.csv layout): {len(training)} training, {len(calibration)} calibration, "
-            f"{len(validation)} validation images; sources {dict(Counter(r.source for r in training))}",
+            "data": f"{os.path.relpath(config.data)} (labels.csv layout): {len(training)} training, "
+            f"{len(calibration)} calibration, {len(validation)} validation images; "
+            f"sources {dict(Counter(r.source for r in training))}",
             "split": f"by lesion_id (else image_id); validation = {config.validation_ids.name} (fixed, never "
             "trained on)",
         }

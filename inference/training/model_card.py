@@ -198,7 +198,15 @@ def render_card(meta: BundleMetadata) -> str:
 
 def _metrics_lines(metrics: Mapping[str, Any]) -> list[str]:
     if not metrics:
-        return ["Not measured yet: run `dermnode evaluate --record` (see inference/commands.py)."]
+        return ["Not measured yet: run `dermnode evaluate --record`."]
+    lines = _measured_lines(metrics)
+    check = metrics.get("check_subset")
+    if isinstance(check, Mapping) and check:
+        lines += ["", "### Check subset (re-measured by the test suite)", "", *_measured_lines(check)]
+    return lines
+
+
+def _measured_lines(metrics: Mapping[str, Any]) -> list[str]:
     subset = f" (an evenly spaced subset, --limit {metrics['limit']})" if metrics.get("limit") else ""
     lines = [
         f"Measured by `{metrics.get('command', 'dermnode evaluate')}` on {metrics.get('n_images')} validation "
@@ -208,7 +216,7 @@ def _metrics_lines(metrics: Mapping[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     for key, value in metrics.items():
-        if key in ("n_images", "limit", "tta", "command", "validation_ids", "by_source"):
+        if key in ("n_images", "limit", "tta", "command", "validation_ids", "by_source", "check_subset"):
             continue
         target = TARGETS.get(key)
         met = ""

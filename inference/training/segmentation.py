@@ -10,6 +10,7 @@ lesion: :func:`inverted_masks`, logged and skipped); the fixed validation split 
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def train_segmenter(config: TrainConfig) -> Path:
         trained=True,
         mask_threshold=0.5,
         training={
-            "data": f"{config.data} (labels.csv layout): {len(training)} training images with masks "
+            "data": f"{os.path.relpath(config.data)} (labels.csv layout): {len(training)} training images with masks "
             f"({dict(Counter(r.source for r in training))}); {len(validation)} validation images held out",
             "split": f"by lesion_id; validation = {config.validation_ids.name} (fixed, never trained on)",
         }

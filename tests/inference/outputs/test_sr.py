@@ -241,3 +241,21 @@ def test_an_image_without_lesion_gets_area_zero_and_no_outline(tmp_path: Path) -
     assert area.value == 0.0
     assert roi_groups[0].referenced_segmentation_frame is not None
     assert roi_groups[1].referenced_segmentation_frame is not None and roi_groups[2].roi is not None
+
+
+def test_a_call_that_is_not_the_most_probable_class_says_why(tmp_path: Path) -> None:
+    sources = _study(1)
+    # nv most probable (0.67); weights that favour bkl (0.20 x 4 > 0.67 x 1) call bkl.
+    base = make_prediction(probabilities=(0.02, 0.03, 0.20, 0.01, 0.05, 0.67, 0.02))
+    weighted = dataclasses.replace(base, decision_weights=(1.0, 1.0, 4.0, 1.0, 1.0, 1.0, 1.0))
+    assert weighted.predicted.key == "bkl" and weighted.ranked(1)[0][0].key == "nv"
+    report, _ = _report(sources, [weighted])
+    path = tmp_path / "sr.dcm"
+    report.save_as(path, enforce_file_format=True)
+    assert dciodvfy_problems(path) == []
+    (note,) = [i for i in _named(report, "C0034375") if i.ValueType == "TEXT"]
+    assert str(note.TextValue).startswith("Called Benign keratosis although Melanocytic nevus is more probable")
+    assert "0.20 x 4 = 0.8 vs 0.67 x 1 = 0.67" in str(note.TextValue)
+    # The call agrees with the top of the differential: no note.
+    plain, _ = _report(sources, [base])
+    assert [i for i in _named(plain, "C0034375") if i.ValueType == "TEXT"] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,19 @@ def test_train_resume_evaluate(data: Path, tmp_path: Path) -> None:
     assert recorded["n_images"] == 10 and recorded["melanoma_auc"] == metrics["melanoma_auc"]
     assert read_metadata(segmenter).metrics["dice_mean"] == metrics["dice_mean"]
     assert "Measured by" in (classifier / "docs" / "README.md").read_text()
+
+    # A --limit evaluation is the check subset: stored beside the headline figures, listed in the card,
+    # and kept when the whole split is recorded again.
+    assert main([*args[:-1], "--out", str(tmp_path / "subset"), "--limit", "4", "--no-plots", "--record"]) == 0
+    after = read_metadata(classifier).metrics
+    assert after["n_images"] == 10 and after["check_subset"]["n_images"] == 4
+    assert after["check_subset"]["limit"] == 4
+    assert read_metadata(segmenter).metrics["check_subset"]["n_images"] == 4
+    card = (classifier / "docs" / "README.md").read_text()
+    assert "Check subset" in card and "--limit 4" in card
+    assert main([*args, "--no-plots"]) == 0
+    assert read_metadata(classifier).metrics["check_subset"]["n_images"] == 4
+    # No machine paths: the recorded commands and data folder are relative.
+    for bundle in (classifier, segmenter):
+        text = (bundle / "configs" / "metadata.json").read_text() + (bundle / "docs" / "README.md").read_text()
+        assert not re.search(r"(?<![\w.])/(tmp|work|home|root)/", text), bundle
