@@ -97,6 +97,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts         INTEGER NOT NULL,
     detail           TEXT NOT NULL,
     updated          REAL NOT NULL,
+    since            REAL,
     PRIMARY KEY (study_uid, generation, destination)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -173,6 +174,9 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(deliveries)")}
+            if "since" not in columns:  # ledgers written before deliveries outlasted outages
+                self._db.execute("ALTER TABLE deliveries ADD COLUMN since REAL")
         except sqlite3.Error as e:
             raise LedgerError(f"cannot open the study ledger {path}: {e}; check the data directory") from e
         self._db.row_factory = sqlite3.Row
@@ -297,6 +301,21 @@ class Ledger:
                         if reason else {"generation": row["generation"]})
             return True
 
+    def request_resend(self, study_uid: str, requested_by: str) -> Study:
+        """Analyse and deliver a finished study again (same generation: same output UIDs, so the
+        destination replaces rather than duplicates); audited with who asked."""
+        finished = (StudyState.FAILED, StudyState.DELIVERED, StudyState.ANALYSED)
+        study = self.study(study_uid)
+        if study is None:
+            raise LedgerError(f"study {study_uid} is not in the ledger {self.path}: check the Study Instance UID")
+        if not self.transition(study_uid, StudyState.COMPLETE, expect=finished, generation=study.generation,
+                               reason=f"resend requested by {requested_by}"):
+            raise LedgerError(f"study {study_uid} is {study.state}, not finished: only failed, delivered or "
+                              "analysed studies can be resent")
+        study = self.study(study_uid)
+        assert study is not None
+        return study
+
     def record_output(
         self, study_uid: str, generation: int, sop_instance_uid: str, kind: str, sop_class_uid: str, path: Path
     ) -> None:
@@ -310,16 +329,32 @@ class Ledger:
     def record_delivery(
         self, study_uid: str, generation: int, destination: str, state: DeliveryState, attempts: int, detail: str
     ) -> None:
-        """Record the state of one generation's delivery to one destination (audited)."""
+        """Record the state of one generation's delivery to one destination (audited).
+
+        ``since`` (see :meth:`delivery_since`) is when this run of attempts began: kept while the delivery is
+        pending or retrying, also across restarts, and started afresh after a final state (a resend).
+        """
+        now = self._clock()
         with self._tx() as db:
+            row = db.execute(
+                "SELECT state, since FROM deliveries WHERE study_uid=? AND generation=? AND destination=?",
+                (study_uid, generation, destination),
+            ).fetchone()
+            keep = row is not None and row["since"] is not None and row["state"] not in FINAL_DELIVERY_STATES
             db.execute(
-                "INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?)",
-                (study_uid, generation, destination, state, attempts, detail, self._clock()),
+                "INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?,?)",
+                (study_uid, generation, destination, state, attempts, detail, now, row["since"] if keep else now),
             )
             db.execute("UPDATE studies SET updated=? WHERE study_uid=? AND generation=?",
                        (self._clock(), study_uid, generation))
             self._event(db, f"delivery-{state}", study_uid,
                         detail={"destination": destination, "attempts": attempts, "detail": detail})
+
+    def delivery_since(self, study_uid: str, generation: int, destination: str) -> float | None:
+        """When the current run of delivery attempts to ``destination`` began (None: never recorded)."""
+        rows = self._rows("SELECT since FROM deliveries WHERE study_uid=? AND generation=? AND destination=?",
+                          (study_uid, generation, destination))
+        return rows[0]["since"] if rows else None
 
     def forget_files(self, study_uid: str) -> list[Path]:
         """Mark a finished study's spool and outbox files as purged; returns the paths to delete.
