@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dermnode.kernel.errors import LedgerError
+from dermnode.kernel.errors import LedgerError, NotFoundError
 
 
 class StudyState(StrEnum):
@@ -124,6 +124,7 @@ class Study:
     attempts: int
     reason: str
     updated: float = 0.0
+    patient_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,7 @@ class Ledger:
         finished = (StudyState.FAILED, StudyState.DELIVERED, StudyState.ANALYSED)
         study = self.study(study_uid)
         if study is None:
-            raise LedgerError(f"study {study_uid} is not in the ledger {self.path}: check the Study Instance UID")
+            raise NotFoundError(f"study {study_uid} is not in the ledger {self.path}: check the Study Instance UID")
         if not self.transition(study_uid, StudyState.COMPLETE, expect=finished, generation=study.generation,
                                reason=f"resend requested by {requested_by}"):
             raise LedgerError(f"study {study_uid} is {study.state}, not finished: only failed, delivered or "
@@ -416,6 +417,41 @@ class Ledger:
         return [Event(r["at"], r["study_uid"], r["sop_instance_uid"], r["kind"], r["detail"]) for r in rows][::-1]
 
 
+    def events_after(self, after_id: int, limit: int = 1000) -> list[tuple[int, Event]]:
+        """Events recorded after event ``after_id``, oldest first, with their ids (for followers of the trail)."""
+        rows = self._rows("SELECT * FROM events WHERE id>? ORDER BY id LIMIT ?", (after_id, limit))
+        return [(r["id"], Event(r["at"], r["study_uid"], r["sop_instance_uid"], r["kind"], r["detail"]))
+                for r in rows]
+
+    def last_event_id(self) -> int:
+        return int(self._rows("SELECT COALESCE(MAX(id), 0) AS n FROM events")[0]["n"])
+
+    def recent_events(self, kinds: Sequence[str], limit: int = 50) -> list[Event]:
+        """The latest events of the given kinds, newest first (e.g. refusals for the status page)."""
+        marks = ",".join("?" for _ in kinds)
+        rows = self._rows(f"SELECT * FROM events WHERE kind IN ({marks}) ORDER BY id DESC LIMIT ?",
+                          (*kinds, limit))
+        return [Event(r["at"], r["study_uid"], r["sop_instance_uid"], r["kind"], r["detail"]) for r in rows]
+
+    def count_studies_by_state(self) -> dict[StudyState, int]:
+        rows = self._rows("SELECT state, COUNT(*) AS n FROM studies GROUP BY state")
+        return {StudyState(r["state"]): int(r["n"]) for r in rows}
+
+    def count_deliveries_by_state(self) -> dict[DeliveryState, int]:
+        """Deliveries of the studies' current generations, by state."""
+        rows = self._rows("SELECT d.state, COUNT(*) AS n FROM deliveries d JOIN studies s"
+                          " ON s.study_uid=d.study_uid AND s.generation=d.generation GROUP BY d.state")
+        return {DeliveryState(r["state"]): int(r["n"]) for r in rows}
+
+    def check_writable(self) -> None:
+        """Raise LedgerError unless a write transaction can be opened now (for /healthz)."""
+        try:
+            with self._tx():
+                pass
+        except sqlite3.Error as e:
+            raise LedgerError(f"the ledger {self.path} is not writable: {e}") from e
+
+
 def _study(row: sqlite3.Row) -> Study:
     return Study(
         study_uid=row["study_uid"],
@@ -429,4 +465,5 @@ def _study(row: sqlite3.Row) -> Study:
         attempts=row["attempts"],
         reason=row["reason"],
         updated=row["updated"],
+        patient_id=row["patient_id"],
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dermnode.kernel.addresses import Address
-from dermnode.kernel.errors import LedgerError
+from dermnode.kernel.errors import LedgerError, NotFoundError
 from dermnode.kernel.messages import DeliveryJob
 from dermnode.kernel.settings import Settings, load_settings
 from dicom_node.ledger import DeliveryState, Ledger, ReceivedInstance, StudyState
@@ -69,7 +69,7 @@ def test_retrying_outlasts_a_restart_then_fails_at_the_end_of_the_period_and_a_r
     study = ledger.study(study_uid)
     assert study is not None and study.state == StudyState.FAILED and "no association" in study.reason
 
-    with pytest.raises(LedgerError, match="not in the ledger"):
+    with pytest.raises(NotFoundError, match="not in the ledger"):
         ledger.request_resend("1.2.3.4", "test")
     resent = ledger.request_resend(study_uid, "admin")
     assert resent.state == StudyState.COMPLETE and resent.generation == 1
