@@ -63,11 +63,11 @@ def cmd_destinations(args: argparse.Namespace, settings_from: SettingsFrom) -> i
     registry = _open(settings)
     try:
         if args.action == "add":
-            registry.add_destination(Address.parse(args.destination), _by())
-            print(f"added {args.destination}")
+            registry.add_destination(Address.parse(args.target), _by())
+            print(f"added {args.target}")
         elif args.action == "remove":
-            registry.remove_destination(args.destination, settings, _by())
-            print(f"removed {args.destination}")
+            registry.remove_destination(args.target, settings, _by())
+            print(f"removed {args.target}")
         echoes = registry.echoes()
         for d in registry.destinations(settings):
             last = echoes.get(d.ae_title) if isinstance(d, Address) else None
@@ -85,12 +85,12 @@ def cmd_echo(args: argparse.Namespace, settings_from: SettingsFrom) -> int:
     settings = settings_from(args)
     registry = _open(settings) if settings.ledger_path.is_file() else None
     try:
-        if "@" in args.destination:
-            dest = Address.parse(args.destination)
+        if "@" in args.target:
+            dest = Address.parse(args.target)
         elif registry is not None:
-            dest = registry.destination(args.destination, settings)
+            dest = registry.destination(args.target, settings)
         else:
-            raise DermnodeError(f"no ledger at {settings.ledger_path} to look {args.destination!r} up in: "
+            raise DermnodeError(f"no ledger at {settings.ledger_path} to look {args.target!r} up in: "
                                 "give AE@HOST:PORT or check --data-dir")
         result = echo(settings, dest)
         if registry is not None and not args.no_record:
@@ -122,28 +122,28 @@ def register(sub: argparse._SubParsersAction, common: Callable[[argparse.Argumen
              settings_from: SettingsFrom) -> None:
     """Add the admin subcommands; each sets ``func(args) -> int``."""
     peers = sub.add_parser("peers", help="list, add or remove calling AEs allowed to send (no restart)")
-    common(peers)
     peers_sub = peers.add_subparsers(dest="action", required=True)
-    peers_sub.add_parser("list", help="the allowed peers in force")
+    common(peers_sub.add_parser("list", help="the allowed peers in force"))
     for action, meta, text in (("add", "AE[@HOST[:PORT]]", "allow a calling AE"),
                                ("remove", "AE", "stop allowing a calling AE")):
         p = peers_sub.add_parser(action, help=text)
         p.add_argument("peer", metavar=meta)
+        common(p)
     peers.set_defaults(func=lambda a: cmd_peers(a, settings_from))
 
     dests = sub.add_parser("destinations", help="list, add or remove where results are sent (no restart)")
-    common(dests)
     dests_sub = dests.add_subparsers(dest="action", required=True)
-    dests_sub.add_parser("list", help="the destinations in force, with their last C-ECHO")
+    common(dests_sub.add_parser("list", help="the destinations in force, with their last C-ECHO"))
     for action, meta, text in (("add", "AE@HOST:PORT[/tls]", "send results there too"),
                                ("remove", "AE", "stop sending results there")):
         p = dests_sub.add_parser(action, help=text)
-        p.add_argument("destination", metavar=meta)
+        p.add_argument("target", metavar=meta)
+        common(p)
     dests.set_defaults(func=lambda a: cmd_destinations(a, settings_from))
 
     echo = sub.add_parser("echo", help="C-ECHO a destination from this node (exit 0 if it answers)")
     common(echo)
-    echo.add_argument("destination", metavar="DEST", help="a destination's AE title, or AE@HOST:PORT")
+    echo.add_argument("target", metavar="DEST", help="a destination's AE title, or AE@HOST:PORT")
     echo.add_argument("--no-record", action="store_true", help="do not record the result in the ledger")
     echo.set_defaults(func=lambda a: cmd_echo(a, settings_from))
 
