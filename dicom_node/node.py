@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,6 +119,8 @@ class Node:
         )
         self.association_listeners: list[AssociationListener] = []
         self.draining = False
+        #: Set once a drain has closed the listening socket.
+        self.stopped_listening = threading.Event()
         self._handlers: NodeHandlers | None = None
         self._server: ThreadedAssociationServer | None = None
 
@@ -227,6 +230,7 @@ class Node:
             return 0
         open_now = self._server.active_associations
         self._server.shutdown()  # closes the listening socket; open associations go on
+        self.stopped_listening.set()
         LOG.info("draining: no new associations; waiting for %d open association(s)", len(open_now))
         deadline = time.monotonic() + timeout_s
         for assoc in open_now:
