@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
@@ -154,14 +155,12 @@ class Auditor:
     """Turns the node's association answers and the ledger's events into audit messages, sent over UDP."""
 
     def __init__(self, settings: AuditSettings, ae_title: str, ledger: Ledger,
-                 clock: Callable[[], float] | None = None) -> None:
-        import time
-
+                 clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._ae_title = ae_title
         self._source_id = settings.source_id or ae_title
         self._ledger = ledger
-        self._clock = clock or time.time
+        self._clock = clock
         self._address = (settings.syslog_host, settings.syslog_port)
         family = socket.AF_INET6 if ":" in settings.syslog_host else socket.AF_INET
         self._socket = socket.socket(family, socket.SOCK_DGRAM)

@@ -1,0 +1,105 @@
+"""DICOM audit messages (PS3.15 A.5) as RFC 5424 syslog over UDP, received by a real socket on loopback, from a
+real node: start, a rejected association, a stored study, results sent, a peer change, stop."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+from pydicom import dcmread
+
+from dermnode.ops.side import OpsSide
+from dicom_node.ledger import DeliveryState, StudyState
+from dicom_node.node import Node
+from tests import dcmtk
+from tests.conftest import RecordingDispatcher, node_settings
+from tests.factories import write_study
+from tests.scu import c_store
+
+_HEADER = re.compile(rb"^<85>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \S+ dermnode \d+ IHE\+RFC-3881 - \xef\xbb\xbf")
+
+
+class Receiver:
+    """A syslog receiver on an ephemeral UDP port of loopback."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(60)  # a safety net: each message is awaited, not timed
+        self.port = int(self.sock.getsockname()[1])
+
+    def next(self) -> ET.Element:
+        data = self.sock.recv(65535)
+        header = _HEADER.match(data)
+        assert header is not None, data[:120]
+        return ET.fromstring(data[header.end():])
+
+    def until(self, event_id: str, action: str) -> ET.Element:
+        while True:
+            msg = self.next()
+            ident = msg.find("EventIdentification")
+            assert ident is not None
+            code = ident.find("EventID")
+            if code is not None and code.get("csd-code") == event_id and ident.get("EventActionCode") == action:
+                return msg
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.sock.close()
+
+
+def test_audit_messages_reach_the_syslog_receiver(tmp_path: Path, receiver: Receiver) -> None:
+    settings = node_settings(tmp_path, audit={"syslog_host": "127.0.0.1", "syslog_port": receiver.port})
+    node = Node(settings, RecordingDispatcher())
+    ops = OpsSide(node)
+    node.start()
+    ops.start()
+    try:
+        start = receiver.until("110100", "E")
+        assert start.find("EventIdentification/EventTypeCode").get("csd-code") == "110120"  # type: ignore[union-attr]
+        source = start.find("AuditSourceIdentification")
+        assert source is not None and source.get("AuditSourceID") == "DERMNODE"
+        assert [child.tag for child in start][-1] == "AuditSourceIdentification"
+
+        assert dcmtk.echoscu(node.port, calling="INTRUDER").returncode != 0
+        alert = receiver.until("110113", "E")
+        assert alert.find("EventIdentification/EventTypeCode").get("csd-code") == "110126"  # type: ignore[union-attr]
+        requestor = [p for p in alert.findall("ActiveParticipant") if p.get("UserIsRequestor") == "true"]
+        assert [(p.get("UserID"), p.get("NetworkAccessPointID")) for p in requestor] == [("INTRUDER", "127.0.0.1")]
+        assert "not on the allow-list" in ET.tostring(alert, encoding="unicode")
+
+        [path] = write_study(tmp_path / "src", n_images=1)
+        ds = dcmread(path)
+        assert c_store(node.port, ds) == 0x0000
+        stored = receiver.until("110104", "C")
+        [study] = [o for o in stored.findall("ParticipantObjectIdentification")
+                   if o.get("ParticipantObjectTypeCodeRole") == "3"]
+        assert study.get("ParticipantObjectID") == str(ds.StudyInstanceUID)
+        sop = study.find("ParticipantObjectDescription/SOPClass")
+        assert sop is not None and sop.get("UID") == str(ds.SOPClassUID) and sop.get("NumberOfInstances") == "1"
+        tags = [child.tag for child in stored]
+        assert tags.index("AuditSourceIdentification") < tags.index("ParticipantObjectIdentification")
+
+        uid = str(ds.StudyInstanceUID)
+        node.ledger.transition(uid, StudyState.DELIVERING)
+        node.ledger.record_delivery(uid, 1, "PACS@127.0.0.1:4242", DeliveryState.DELIVERED, 1, "delivered")
+        sent = receiver.until("110104", "R")
+        assert sent.find("EventIdentification").get("EventOutcomeIndicator") == "0"  # type: ignore[union-attr]
+        destination = [p for p in sent.findall("ActiveParticipant") if p.get("UserIsRequestor") == "false"]
+        assert [(p.get("UserID"), p.get("NetworkAccessPointID")) for p in destination] == [("PACS", "127.0.0.1")]
+
+        node.registry.remove_peer("PYSCU", node.configured, "admin-api@127.0.0.1")
+        change = receiver.until("110113", "E")
+        assert change.find("EventIdentification/EventTypeCode").get("csd-code") == "110128"  # type: ignore[union-attr]
+    finally:
+        ops.stop()
+        node.stop()
+    stop = receiver.until("110100", "E")
+    assert stop.find("EventIdentification/EventTypeCode").get("csd-code") == "110121"  # type: ignore[union-attr]
