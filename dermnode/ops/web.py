@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import parse_qs, quote
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -259,8 +260,9 @@ def build_app(console: Console) -> Starlette:
         return HTMLResponse(render_status(console.node, request.query_params.get("message", "")))
 
     async def login(request: Request) -> Response:
-        form = await request.form()
-        token = str(form.get("token", ""))
+        # A one-field urlencoded form: parsed here rather than with python-multipart.
+        fields = parse_qs((await request.body()).decode("utf-8", "replace"))
+        token = fields.get("token", [""])[0]
         if not _token_ok(console, token):
             return HTMLResponse(render_login(console.node.configured.admin_token is not None, failed=True),
                                 status_code=401)
@@ -317,6 +319,4 @@ def _loads(text: str) -> Any:
 
 
 def _quote(text: str) -> str:
-    from urllib.parse import quote
-
     return quote(text[:300])
