@@ -313,6 +313,8 @@ class Ledger:
                                reason=f"resend requested by {requested_by}"):
             raise LedgerError(f"study {study_uid} is {study.state}, not finished: only failed, delivered or "
                               "analysed studies can be resent")
+        with self._tx() as db:  # the destinations of the resend are today's; the events keep the old outcomes
+            db.execute("DELETE FROM deliveries WHERE study_uid=? AND generation=?", (study_uid, study.generation))
         study = self.study(study_uid)
         assert study is not None
         return study

@@ -3,6 +3,7 @@ accepting associations?), as checks that each say what is wrong."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ class Broker:
     def __init__(self, url: str, queues: tuple[str, ...], timeout_s: float = 2.0) -> None:
         import redis  # only with a Redis broker
 
-        self.url = url
+        self.url = re.sub(r"//[^@/]*@", "//***@", url)  # never show the broker's password
         self._queues = queues
         self._client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
 

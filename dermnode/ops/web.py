@@ -13,6 +13,7 @@ registry (persisted and audited in the ledger) and apply at once.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -61,6 +62,19 @@ def _token_ok(console: Console, presented: str | None) -> bool:
     if token is None or not presented:
         return False
     return hmac.compare_digest(presented.encode(), token.get_secret_value().encode())
+
+
+def _session(console: Console) -> str | None:
+    """The status page's cookie value: derived from the token, so the browser never stores the token itself."""
+    token = console.node.configured.admin_token
+    if token is None:
+        return None
+    return hmac.new(token.get_secret_value().encode(), b"dermnode status page session", hashlib.sha256).hexdigest()
+
+
+def _session_ok(console: Console, presented: str | None) -> bool:
+    expected = _session(console)
+    return expected is not None and presented is not None and hmac.compare_digest(presented, expected)
 
 
 def _bearer(request: Request) -> str | None:
@@ -255,7 +269,7 @@ def build_app(console: Console) -> Starlette:
 
     # --- page ---------------------------------------------------------------------------------------
     def page(request: Request) -> Response:
-        if not _token_ok(console, request.cookies.get(COOKIE)):
+        if not _session_ok(console, request.cookies.get(COOKIE)):
             return HTMLResponse(render_login(console.node.configured.admin_token is not None))
         return HTMLResponse(render_status(console.node, request.query_params.get("message", "")))
 
@@ -267,12 +281,12 @@ def build_app(console: Console) -> Starlette:
             return HTMLResponse(render_login(console.node.configured.admin_token is not None, failed=True),
                                 status_code=401)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/")
+        response.set_cookie(COOKIE, _session(console) or "", httponly=True, samesite="strict", path="/")
         return response
 
     def ui(action: Callable[[Request], str]) -> Callable[[Request], Response]:
         def endpoint(request: Request) -> Response:
-            if not _token_ok(console, request.cookies.get(COOKIE)):
+            if not _session_ok(console, request.cookies.get(COOKIE)):
                 return RedirectResponse("/", status_code=303)
             try:
                 message = action(request)

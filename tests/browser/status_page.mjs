@@ -19,6 +19,7 @@ try {
   out.wrongTokenRefused = (await page.$("#login-failed")) !== null;
   await page.type("#token", token);
   await Promise.all([page.waitForNavigation(), page.click("#sign-in")]);
+  out.cookies = (await page.cookies()).map((c) => ({ name: c.name, value: c.value, httpOnly: c.httpOnly }));
   const row = `tr.study[data-study-uid="${studyUid}"]`;
   out.stateBefore = await page.$eval(`${row} td.state`, (td) => td.textContent.trim());
   out.peers = await page.$$eval("#peers tbody tr td:first-child", (tds) => tds.map((td) => td.textContent.trim()));

@@ -44,6 +44,8 @@ def test_status_page_in_headless_chromium(running: Running, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     page = json.loads(result.stdout)
     assert page["loginShown"] and page["wrongTokenRefused"]
+    [cookie] = page["cookies"]
+    assert cookie["httpOnly"] and TOKEN not in cookie["value"]  # a session value derived from the token
     assert page["stateBefore"] == "failed"
     assert page["peers"] == ["STORESCU", "PYSCU"]
     assert any("INTRUDER" in r and "not on the allow-list" in r for r in page["refusals"])

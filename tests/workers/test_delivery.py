@@ -73,6 +73,8 @@ def test_retrying_outlasts_a_restart_then_fails_at_the_end_of_the_period_and_a_r
         ledger.request_resend("1.2.3.4", "test")
     resent = ledger.request_resend(study_uid, "admin")
     assert resent.state == StudyState.COMPLETE and resent.generation == 1
+    assert ledger.deliveries(study_uid) == []  # today's destinations decide; the events keep the failure
+    assert [e.kind for e in ledger.events(study_uid)].count("delivery-failed") == 1
     with pytest.raises(LedgerError, match="not finished"):
         ledger.request_resend(study_uid, "admin")
 
