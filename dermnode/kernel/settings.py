@@ -104,16 +104,25 @@ class Peer(BaseModel):
 
 
 class AuditSettings(BaseModel):
-    """Where DICOM audit messages (PS3.15 A.5) go: an RFC 5424 syslog receiver over UDP (RFC 5426)."""
+    """Where DICOM audit messages (PS3.15 A.5) go: an RFC 5424 syslog receiver over UDP (RFC 5426) or
+    TLS (RFC 5425, as IHE ATNA requires across untrusted networks)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     syslog_host: str
-    syslog_port: int = Field(default=514, ge=1, le=65535)
+    #: Default 514 for UDP, 6514 for TLS.
+    syslog_port: int | None = Field(default=None, ge=1, le=65535)
+    transport: Literal["udp", "tls"] = "udp"
+    #: CA bundle the receiver's certificate must chain to (TLS); None = the system's CAs.
+    ca_certificates: Path | None = None
     #: AuditSourceID of the messages (PS3.15 A.5.3.3); defaults to our AE title.
     source_id: str | None = None
     #: RFC 5424 APP-NAME.
     app_name: str = "dermnode"
+
+    @property
+    def port(self) -> int:
+        return self.syslog_port or (6514 if self.transport == "tls" else 514)
 
 
 class Settings(BaseModel):

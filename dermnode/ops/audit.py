@@ -1,5 +1,5 @@
 """DICOM audit messages (PS3.15 A.5, the DICOM audit message schema) sent to a syslog receiver as RFC 5424
-messages over UDP (RFC 5426), as an IHE ATNA audit record repository expects them.
+messages over UDP (RFC 5426) or TLS (RFC 5425), as an IHE ATNA audit record repository expects them.
 
 Messages sent:
 
@@ -10,22 +10,27 @@ Messages sent:
 - DICOM Instances Transferred (110104), action Create, when a study is complete: its instances were stored;
 - DICOM Instances Transferred (110104), action Read, when results were sent to a destination (or failed to).
 
-A lost datagram is not retried (UDP); the ledger's events table remains the complete trail.
+A lost datagram is not retried (UDP); over TLS a closed connection is reopened once per message. The
+ledger's events table remains the complete trail.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
+import queue
 import socket
+import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 
-from dermnode.kernel.settings import AuditSettings
+from dermnode.kernel.settings import AuditSettings, TLSSettings
 from dicom_node.ledger import Event, Ledger
 from dicom_node.node import AssociationAttempt
 
@@ -151,30 +156,92 @@ def _detail(event: Event) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
+class _Transport:
+    """UDP datagrams (RFC 5426), or one TLS connection with octet-counted frames (RFC 5425)."""
+
+    def __init__(self, settings: AuditSettings, client: TLSSettings | None) -> None:
+        self._settings = settings
+        self.address = (settings.syslog_host, settings.port)
+        self._tls: ssl.SSLContext | None = None
+        self._conn: socket.socket | None = None
+        self._udp: socket.socket | None = None
+        if settings.transport == "tls":
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ca_certificates)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            if client is not None:
+                ctx.load_cert_chain(client.certificate, client.private_key)
+            self._tls = ctx
+        else:
+            family = socket.AF_INET6 if ":" in settings.syslog_host else socket.AF_INET
+            self._udp = socket.socket(family, socket.SOCK_DGRAM)
+
+    def send(self, frame: bytes) -> None:
+        if self._udp is not None:
+            self._udp.sendto(frame, self.address)
+            return
+        assert self._tls is not None
+        for attempt in (1, 2):  # a connection the receiver closed is reopened once
+            try:
+                if self._conn is None:
+                    raw = socket.create_connection(self.address, timeout=10)
+                    self._conn = self._tls.wrap_socket(raw, server_hostname=self.address[0])
+                self._conn.sendall(f"{len(frame)} ".encode("ascii") + frame)
+                return
+            except OSError:
+                self.close()
+                if attempt == 2:
+                    raise
+
+    def close(self) -> None:
+        for sock in (self._conn, self._udp):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+        self._conn = None
+
+
 class Auditor:
-    """Turns the node's association answers and the ledger's events into audit messages, sent over UDP."""
+    """Turns the node's association answers and the ledger's events into audit messages.
+
+    Messages are queued and sent by a thread of their own, so a slow receiver never holds an association.
+    """
+
+    #: Messages waiting beyond this are dropped (and logged): the ledger keeps the trail regardless.
+    QUEUE_LIMIT = 10_000
 
     def __init__(self, settings: AuditSettings, ae_title: str, ledger: Ledger,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, client_tls: TLSSettings | None = None) -> None:
         self._settings = settings
         self._ae_title = ae_title
         self._source_id = settings.source_id or ae_title
         self._ledger = ledger
         self._clock = clock
-        self._address = (settings.syslog_host, settings.syslog_port)
-        family = socket.AF_INET6 if ":" in settings.syslog_host else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_DGRAM)
+        self._transport = _Transport(settings, client_tls)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUE_LIMIT)
+        self._thread = threading.Thread(target=self._run, name="dermnode-audit", daemon=True)
+        self._thread.start()
 
     def close(self) -> None:
-        self._socket.close()
+        """Send what is queued, then close."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+        self._transport.close()
+
+    def _run(self) -> None:
+        while (frame := self._queue.get()) is not None:
+            try:
+                self._transport.send(frame)
+            except OSError as e:
+                LOG.warning("audit message to %s:%d not sent: %s", *self._transport.address, e)
 
     def send(self, message: AuditMessage, at: float | None = None) -> None:
         frame = syslog_frame(message.source(self._source_id).xml(), self._clock() if at is None else at,
                              self._settings.app_name)
         try:
-            self._socket.sendto(frame, self._address)
-        except OSError as e:
-            LOG.warning("audit message to %s:%d not sent: %s", *self._address, e)
+            self._queue.put_nowait(frame)
+        except queue.Full:
+            LOG.error("audit queue full (%d): message dropped; is %s:%d reachable?", self.QUEUE_LIMIT,
+                      *self._transport.address)
 
     def application_activity(self, started: bool) -> None:
         msg = AuditMessage(APPLICATION_ACTIVITY, "E", SUCCESS, self._clock(),

@@ -28,7 +28,7 @@ class OpsSide:
         observers: list[EventObserver] = [self.metrics.on_event]
         self.auditor: Auditor | None = None
         if settings.audit is not None:
-            self.auditor = Auditor(settings.audit, settings.ae_title, node.ledger)
+            self.auditor = Auditor(settings.audit, settings.ae_title, node.ledger, client_tls=settings.tls)
             node.association_listeners.append(self.auditor.on_association)
             observers.append(self.auditor.on_event)
         self.trail = EventTrail(node.ledger, observers)

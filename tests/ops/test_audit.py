@@ -3,8 +3,13 @@ real node: start, a rejected association, a stored study, results sent, a peer c
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import queue
 import re
 import socket
+import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -12,11 +17,15 @@ from xml.etree import ElementTree as ET
 import pytest
 from pydicom import dcmread
 
+from dermnode.kernel.settings import AuditSettings
+from dermnode.ops.audit import Auditor
 from dermnode.ops.side import OpsSide
-from dicom_node.ledger import DeliveryState, StudyState
-from dicom_node.node import Node
+from dicom_node.ledger import DeliveryState, Ledger, StudyState
+from dicom_node.node import AssociationAttempt, Node
+from dicom_node.policy import RejectReason
 from tests import dcmtk
 from tests.conftest import RecordingDispatcher, node_settings
+from tests.dicom_node.test_tls import PKI, pki  # noqa: F401  (the module's test PKI fixture)
 from tests.factories import write_study
 from tests.scu import c_store
 
@@ -103,3 +112,68 @@ def test_audit_messages_reach_the_syslog_receiver(tmp_path: Path, receiver: Rece
         node.stop()
     stop = receiver.until("110100", "E")
     assert stop.find("EventIdentification/EventTypeCode").get("csd-code") == "110121"  # type: ignore[union-attr]
+
+
+def test_audit_messages_over_tls_with_octet_counting(tmp_path: Path, pki: PKI) -> None:  # noqa: F811
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(pki.server_crt, pki.server_key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(60)
+    frames: queue.Queue[bytes] = queue.Queue()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            stream = tls.makefile("rb")
+            while length := stream.read(1):
+                while not length.endswith(b" "):
+                    length += stream.read(1)
+                frames.put(stream.read(int(length)))
+
+    receiver = threading.Thread(target=serve, daemon=True)
+    receiver.start()
+    settings = AuditSettings(syslog_host="127.0.0.1", syslog_port=listener.getsockname()[1], transport="tls",
+                             ca_certificates=pki.ca)
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    auditor = Auditor(settings, "DERMNODE", ledger)
+    try:
+        auditor.application_activity(started=True)
+        auditor.on_association(AssociationAttempt("INTRUDER", "DERMNODE", "127.0.0.1", False,
+                                                  RejectReason.CALLING_AE_NOT_RECOGNISED, "not on the allow-list"))
+    finally:
+        auditor.close()
+    receiver.join(timeout=60)
+    listener.close()
+    ids = []
+    for frame in (frames.get(timeout=60), frames.get(timeout=60)):
+        header = _HEADER.match(frame)
+        assert header is not None, frame[:120]
+        ids.append(ET.fromstring(frame[header.end():]).find("EventIdentification/EventID").get("csd-code"))  # type: ignore[union-attr]
+    assert ids == ["110100", "110113"]
+    ledger.close()
+
+
+def test_a_tls_receiver_with_an_unknown_certificate_gets_nothing(
+    tmp_path: Path, pki: PKI, caplog: pytest.LogCaptureFixture  # noqa: F811
+) -> None:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(pki.server_crt, pki.server_key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(60)
+
+    def refuse() -> None:
+        for _ in range(2):  # the first try and the one reconnection
+            conn, _ = listener.accept()
+            with contextlib.suppress(OSError), server_ctx.wrap_socket(conn, server_side=True):
+                pass
+
+    threading.Thread(target=refuse, daemon=True).start()
+    settings = AuditSettings(syslog_host="127.0.0.1", syslog_port=listener.getsockname()[1], transport="tls")
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    auditor = Auditor(settings, "DERMNODE", ledger)  # system CAs: the test CA is unknown
+    with caplog.at_level(logging.WARNING, logger="dermnode.audit"):
+        auditor.application_activity(started=True)
+        auditor.close()
+    listener.close()
+    ledger.close()
+    assert "not sent" in caplog.text and "CERTIFICATE_VERIFY_FAILED" in caplog.text
