@@ -108,6 +108,7 @@ class Node:
         self.spool = Spool(settings.spool_dir)
         self.ledger = Ledger(settings.ledger_path)
         self.registry = Registry(settings.ledger_path)
+        self.registry.record_configured(settings)
         self.settings = self.registry.effective(settings)
         if not self.settings.allowed_peers:
             LOG.warning("no allowed peers configured: every association will be rejected; use --allow AE")
@@ -156,6 +157,7 @@ class Node:
             LOG.warning("reload: %s changed but apply only after a restart", ", ".join(kept))
             settings = settings.model_copy(update={key: getattr(self.configured, key) for key in kept})
         self.configured = settings
+        self.registry.record_configured(settings)
         LOG.info("configuration reloaded")
         return self.refresh()
 
@@ -176,6 +178,7 @@ class Node:
                 LOG.exception("association listener %r failed", listener)
 
     def _queue_study(self, study: Study) -> None:
+        self.refresh()  # destinations changed by the CLI in another process apply to this study
         job = AnalysisJob(study.study_uid, study.generation, self.destinations.resolve(study.calling_ae))
         self.dispatcher.submit(job)
         self.ledger.transition(

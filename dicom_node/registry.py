@@ -33,6 +33,11 @@ CREATE TABLE IF NOT EXISTS registry (
     updated   REAL NOT NULL,
     PRIMARY KEY (kind, ae_title)
 );
+CREATE TABLE IF NOT EXISTS node_configuration (
+    key       TEXT PRIMARY KEY,
+    value     TEXT NOT NULL,
+    updated   REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS echoes (
     ae_title  TEXT PRIMARY KEY,
     at        REAL NOT NULL,
@@ -150,6 +155,31 @@ class Registry:
         """``settings`` with the peers and destinations in force."""
         return settings.model_copy(update={"allowed_peers": self.peers(settings),
                                            "destinations": self.destinations(settings)})
+
+    # --- what the running node was configured with -----------------------------------------------
+    def record_configured(self, settings: Settings) -> None:
+        """Keep the node's configured peers and destinations (YAML, environment and its command-line flags),
+        so that ``dermnode peers`` in another process starts from the same lists as the node."""
+        values = {
+            "allowed_peers": [p.model_dump(mode="json", exclude_none=True) for p in settings.allowed_peers],
+            "destinations": [d if isinstance(d, str) else d.to_message() for d in settings.destinations],
+        }
+        with self._tx() as db:
+            for key, value in values.items():
+                db.execute("INSERT OR REPLACE INTO node_configuration VALUES (?,?,?)",
+                           (key, json.dumps(value, sort_keys=True), self._clock()))
+
+    def as_configured_by_node(self, settings: Settings) -> Settings:
+        """``settings`` with the configured peers and destinations of the node that uses this ledger, if one
+        recorded them (:meth:`record_configured`)."""
+        with self._lock:
+            rows = dict(self._db.execute("SELECT key, value FROM node_configuration").fetchall())
+        if not rows:
+            return settings
+        peers = tuple(Peer.model_validate(p) for p in json.loads(rows.get("allowed_peers", "[]")))
+        destinations = tuple(d if isinstance(d, str) else Address.from_message(d)
+                             for d in json.loads(rows.get("destinations", "[]")))
+        return settings.model_copy(update={"allowed_peers": peers, "destinations": destinations})
 
     # --- C-ECHO results --------------------------------------------------------------------------
     def record_echo(self, ae_title: str, ok: bool, detail: str, by: str) -> EchoRecord:

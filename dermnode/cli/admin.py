@@ -1,7 +1,8 @@
 """``dermnode peers``, ``dermnode destinations``, ``dermnode echo`` and ``dermnode resend``: the admin API's
 operations from the command line. They work on the data directory's ledger and registry directly, so they
-work whether the node runs or not; a running node applies a change at its next association (peers) or study
-(destinations), and its completion monitor picks up a resent study. No torch is imported."""
+work whether the node runs or not; they start from the peers and destinations the node was last started (or
+reloaded) with, its command-line flags included. A running node applies a change at its next association
+(peers) or study (destinations), and its completion monitor picks up a resent study. No torch is imported."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def _open(settings: Settings) -> Any:
 def cmd_peers(args: argparse.Namespace, settings_from: SettingsFrom) -> int:
     settings = settings_from(args)
     registry = _open(settings)
+    settings = registry.as_configured_by_node(settings)
     try:
         if args.action == "add":
             try:
@@ -61,6 +63,7 @@ def cmd_peers(args: argparse.Namespace, settings_from: SettingsFrom) -> int:
 def cmd_destinations(args: argparse.Namespace, settings_from: SettingsFrom) -> int:
     settings = settings_from(args)
     registry = _open(settings)
+    settings = registry.as_configured_by_node(settings)
     try:
         if args.action == "add":
             registry.add_destination(Address.parse(args.target), _by())
@@ -88,7 +91,7 @@ def cmd_echo(args: argparse.Namespace, settings_from: SettingsFrom) -> int:
         if "@" in args.target:
             dest = Address.parse(args.target)
         elif registry is not None:
-            dest = registry.destination(args.target, settings)
+            dest = registry.destination(args.target, registry.as_configured_by_node(settings))
         else:
             raise DermnodeError(f"no ledger at {settings.ledger_path} to look {args.target!r} up in: "
                                 "give AE@HOST:PORT or check --data-dir")
