@@ -16,6 +16,7 @@ ledger's events table remains the complete trail.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -104,15 +105,23 @@ class AuditMessage:
     def source(self, source_id: str) -> AuditMessage:
         """Add AuditSourceIdentification where the schema wants it: after the participants, before objects."""
         src = ET.Element("AuditSourceIdentification", {"AuditSourceID": source_id})
-        Code("4", "DCM", "Application Server").element(src, "AuditSourceTypeCode")
+        ET.SubElement(src, "AuditSourceTypeCode", {"csd-code": "4"})  # application server process (A.5.1.2.1)
         objects = [i for i, child in enumerate(self.root) if child.tag == "ParticipantObjectIdentification"]
         self.root.insert(objects[0] if objects else len(self.root), src)
         return self
 
-    def study(self, study_uid: str, sop_classes: dict[str, int] | None = None) -> AuditMessage:
+    def _object(self, object_id: str, type_code: str, role: str, id_type: Code, name: str) -> ET.Element:
+        """A ParticipantObjectIdentification with its ID type code and name (the schema requires a name or a
+        query, in this order before any detail or description)."""
         obj = ET.SubElement(self.root, "ParticipantObjectIdentification", {
-            "ParticipantObjectID": study_uid, "ParticipantObjectTypeCode": "2", "ParticipantObjectTypeCodeRole": "3"})
-        STUDY_UID.element(obj, "ParticipantObjectIDTypeCode")
+            "ParticipantObjectID": object_id, "ParticipantObjectTypeCode": type_code,
+            "ParticipantObjectTypeCodeRole": role})
+        id_type.element(obj, "ParticipantObjectIDTypeCode")
+        ET.SubElement(obj, "ParticipantObjectName").text = name
+        return obj
+
+    def study(self, study_uid: str, sop_classes: dict[str, int] | None = None) -> AuditMessage:
+        obj = self._object(study_uid, "2", "3", STUDY_UID, "")
         if sop_classes:
             desc = ET.SubElement(obj, "ParticipantObjectDescription")
             for uid, count in sorted(sop_classes.items()):
@@ -120,20 +129,16 @@ class AuditMessage:
         return self
 
     def patient(self, patient_id: str) -> AuditMessage:
-        obj = ET.SubElement(self.root, "ParticipantObjectIdentification", {
-            "ParticipantObjectID": patient_id or "UNKNOWN", "ParticipantObjectTypeCode": "1",
-            "ParticipantObjectTypeCodeRole": "1"})
-        PATIENT_NUMBER.element(obj, "ParticipantObjectIDTypeCode")
+        # The ledger keeps no patient names: the name is left empty rather than read from the images.
+        self._object(patient_id or "UNKNOWN", "1", "1", PATIENT_NUMBER, "")
         return self
 
     def node(self, name: str, description: str) -> AuditMessage:
         """The security resource an alert is about (a node, by AE title and address)."""
-        obj = ET.SubElement(self.root, "ParticipantObjectIdentification", {
-            "ParticipantObjectID": name, "ParticipantObjectTypeCode": "2", "ParticipantObjectTypeCodeRole": "13"})
-        Code("110182", "DCM", "Node ID").element(obj, "ParticipantObjectIDTypeCode")
-        if description:
-            ET.SubElement(obj, "ParticipantObjectDetail", {"type": "Alert Description",
-                                                           "value": description})
+        obj = self._object(name, "2", "13", Code("110182", "DCM", "Node ID"), name)
+        if description:  # ValuePair values are base64 (A.5.1): the text may hold anything a peer sent
+            ET.SubElement(obj, "ParticipantObjectDetail", {
+                "type": "Alert Description", "value": base64.b64encode(description.encode()).decode("ascii")})
         return self
 
     def xml(self) -> bytes:

@@ -3,6 +3,7 @@ real node: start, a rejected association, a stored study, results sent, a peer c
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import queue
@@ -32,6 +33,26 @@ from tests.scu import c_store
 _HEADER = re.compile(rb"^<85>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \S+ dermnode \d+ IHE\+RFC-3881 - \xef\xbb\xbf")
 
 
+def check_structure(msg: ET.Element) -> None:
+    """The element order of the DICOM audit message schema (PS3.15 A.5.1) and its value rules used here."""
+    tags = [child.tag for child in msg]
+    n = tags.count("ActiveParticipant")
+    objects = len(tags) - n - 2
+    assert n >= 1 and tags == ["EventIdentification", *["ActiveParticipant"] * n, "AuditSourceIdentification",
+                               *["ParticipantObjectIdentification"] * objects], tags
+    ident = [child.tag for child in msg[0]]
+    assert ident[0] == "EventID" and set(ident[1:]) <= {"EventTypeCode", "EventOutcomeDescription"}, ident
+    for code in msg.iter():
+        if code.get("csd-code") is not None and code.tag != "AuditSourceTypeCode":
+            assert code.get("codeSystemName") and code.get("originalText") is not None, code.attrib
+    for obj in msg.findall("ParticipantObjectIdentification"):
+        inner = [child.tag for child in obj]
+        assert inner[:2] == ["ParticipantObjectIDTypeCode", "ParticipantObjectName"], inner
+        assert inner[2:] == sorted(inner[2:], key=["ParticipantObjectDetail", "ParticipantObjectDescription"].index)
+        for detail in obj.findall("ParticipantObjectDetail"):
+            base64.b64decode(detail.get("value", ""), validate=True)
+
+
 class Receiver:
     """A syslog receiver on an ephemeral UDP port of loopback."""
 
@@ -45,7 +66,9 @@ class Receiver:
         data = self.sock.recv(65535)
         header = _HEADER.match(data)
         assert header is not None, data[:120]
-        return ET.fromstring(data[header.end():])
+        msg = ET.fromstring(data[header.end():])
+        check_structure(msg)
+        return msg
 
     def until(self, event_id: str, action: str) -> ET.Element:
         while True:
@@ -82,7 +105,8 @@ def test_audit_messages_reach_the_syslog_receiver(tmp_path: Path, receiver: Rece
         assert alert.find("EventIdentification/EventTypeCode").get("csd-code") == "110126"  # type: ignore[union-attr]
         requestor = [p for p in alert.findall("ActiveParticipant") if p.get("UserIsRequestor") == "true"]
         assert [(p.get("UserID"), p.get("NetworkAccessPointID")) for p in requestor] == [("INTRUDER", "127.0.0.1")]
-        assert "not on the allow-list" in ET.tostring(alert, encoding="unicode")
+        [detail] = alert.findall("ParticipantObjectIdentification/ParticipantObjectDetail")
+        assert b"not on the allow-list" in base64.b64decode(detail.get("value", ""))
 
         [path] = write_study(tmp_path / "src", n_images=1)
         ds = dcmread(path)
@@ -148,7 +172,9 @@ def test_audit_messages_over_tls_with_octet_counting(tmp_path: Path, pki: PKI) -
     for frame in (frames.get(timeout=60), frames.get(timeout=60)):
         header = _HEADER.match(frame)
         assert header is not None, frame[:120]
-        ids.append(ET.fromstring(frame[header.end():]).find("EventIdentification/EventID").get("csd-code"))  # type: ignore[union-attr]
+        msg = ET.fromstring(frame[header.end():])
+        check_structure(msg)
+        ids.append(msg.find("EventIdentification/EventID").get("csd-code"))  # type: ignore[union-attr]
     assert ids == ["110100", "110113"]
     ledger.close()
 
