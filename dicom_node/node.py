@@ -119,6 +119,7 @@ class Node:
             stalled_after_s=settings.stalled_after_s,
         )
         self.association_listeners: list[AssociationListener] = []
+        self._refresh_lock = threading.Lock()
         self.draining = False
         #: Set once a drain has closed the listening socket.
         self.stopped_listening = threading.Event()
@@ -138,6 +139,10 @@ class Node:
 
     def refresh(self) -> Settings:
         """Apply the peers and destinations in force (the registry may have changed, e.g. from the CLI)."""
+        with self._refresh_lock:
+            return self._refresh()
+
+    def _refresh(self) -> Settings:
         effective = self.registry.effective(self.configured)
         if effective != self.settings:
             self.settings = effective

@@ -103,7 +103,7 @@ def _detail(text: str) -> dict[str, Any]:
 
 
 def render_status(node: Node, message: str = "") -> str:
-    ledger, settings = node.ledger, node.settings
+    ledger, settings = node.ledger, node.refresh()
     studies = ledger.studies()[-STUDIES_SHOWN:][::-1]
     echoes = node.registry.echoes()
     destinations = [

@@ -54,7 +54,8 @@ class Console:
 
     @property
     def settings(self) -> Settings:
-        return self.node.settings
+        """The node's settings in force, with changes made from another process (the CLI) applied."""
+        return self.node.refresh()
 
 
 def _token_ok(console: Console, presented: str | None) -> bool:
