@@ -26,7 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from dermnode.kernel.errors import LedgerError
+from dermnode.kernel.errors import LedgerError, NotFoundError
 
 
 class StudyState(StrEnum):
@@ -97,6 +97,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts         INTEGER NOT NULL,
     detail           TEXT NOT NULL,
     updated          REAL NOT NULL,
+    since            REAL,
     PRIMARY KEY (study_uid, generation, destination)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -123,6 +124,7 @@ class Study:
     attempts: int
     reason: str
     updated: float = 0.0
+    patient_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,9 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(deliveries)")}
+            if "since" not in columns:  # ledgers written before deliveries outlasted outages
+                self._db.execute("ALTER TABLE deliveries ADD COLUMN since REAL")
         except sqlite3.Error as e:
             raise LedgerError(f"cannot open the study ledger {path}: {e}; check the data directory") from e
         self._db.row_factory = sqlite3.Row
@@ -297,6 +302,23 @@ class Ledger:
                         if reason else {"generation": row["generation"]})
             return True
 
+    def request_resend(self, study_uid: str, requested_by: str) -> Study:
+        """Analyse and deliver a finished study again (same generation: same output UIDs, so the
+        destination replaces rather than duplicates); audited with who asked."""
+        finished = (StudyState.FAILED, StudyState.DELIVERED, StudyState.ANALYSED)
+        study = self.study(study_uid)
+        if study is None:
+            raise NotFoundError(f"study {study_uid} is not in the ledger {self.path}: check the Study Instance UID")
+        if not self.transition(study_uid, StudyState.COMPLETE, expect=finished, generation=study.generation,
+                               reason=f"resend requested by {requested_by}"):
+            raise LedgerError(f"study {study_uid} is {study.state}, not finished: only failed, delivered or "
+                              "analysed studies can be resent")
+        with self._tx() as db:  # the destinations of the resend are today's; the events keep the old outcomes
+            db.execute("DELETE FROM deliveries WHERE study_uid=? AND generation=?", (study_uid, study.generation))
+        study = self.study(study_uid)
+        assert study is not None
+        return study
+
     def record_output(
         self, study_uid: str, generation: int, sop_instance_uid: str, kind: str, sop_class_uid: str, path: Path
     ) -> None:
@@ -310,16 +332,32 @@ class Ledger:
     def record_delivery(
         self, study_uid: str, generation: int, destination: str, state: DeliveryState, attempts: int, detail: str
     ) -> None:
-        """Record the state of one generation's delivery to one destination (audited)."""
+        """Record the state of one generation's delivery to one destination (audited).
+
+        ``since`` (see :meth:`delivery_since`) is when this run of attempts began: kept while the delivery is
+        pending or retrying, also across restarts, and started afresh after a final state (a resend).
+        """
+        now = self._clock()
         with self._tx() as db:
+            row = db.execute(
+                "SELECT state, since FROM deliveries WHERE study_uid=? AND generation=? AND destination=?",
+                (study_uid, generation, destination),
+            ).fetchone()
+            keep = row is not None and row["since"] is not None and row["state"] not in FINAL_DELIVERY_STATES
             db.execute(
-                "INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?)",
-                (study_uid, generation, destination, state, attempts, detail, self._clock()),
+                "INSERT OR REPLACE INTO deliveries VALUES (?,?,?,?,?,?,?,?)",
+                (study_uid, generation, destination, state, attempts, detail, now, row["since"] if keep else now),
             )
             db.execute("UPDATE studies SET updated=? WHERE study_uid=? AND generation=?",
                        (self._clock(), study_uid, generation))
             self._event(db, f"delivery-{state}", study_uid,
                         detail={"destination": destination, "attempts": attempts, "detail": detail})
+
+    def delivery_since(self, study_uid: str, generation: int, destination: str) -> float | None:
+        """When the current run of delivery attempts to ``destination`` began (None: never recorded)."""
+        rows = self._rows("SELECT since FROM deliveries WHERE study_uid=? AND generation=? AND destination=?",
+                          (study_uid, generation, destination))
+        return rows[0]["since"] if rows else None
 
     def forget_files(self, study_uid: str) -> list[Path]:
         """Mark a finished study's spool and outbox files as purged; returns the paths to delete.
@@ -381,6 +419,41 @@ class Ledger:
         return [Event(r["at"], r["study_uid"], r["sop_instance_uid"], r["kind"], r["detail"]) for r in rows][::-1]
 
 
+    def events_after(self, after_id: int, limit: int = 1000) -> list[tuple[int, Event]]:
+        """Events recorded after event ``after_id``, oldest first, with their ids (for followers of the trail)."""
+        rows = self._rows("SELECT * FROM events WHERE id>? ORDER BY id LIMIT ?", (after_id, limit))
+        return [(r["id"], Event(r["at"], r["study_uid"], r["sop_instance_uid"], r["kind"], r["detail"]))
+                for r in rows]
+
+    def last_event_id(self) -> int:
+        return int(self._rows("SELECT COALESCE(MAX(id), 0) AS n FROM events")[0]["n"])
+
+    def recent_events(self, kinds: Sequence[str], limit: int = 50) -> list[Event]:
+        """The latest events of the given kinds, newest first (e.g. refusals for the status page)."""
+        marks = ",".join("?" for _ in kinds)
+        rows = self._rows(f"SELECT * FROM events WHERE kind IN ({marks}) ORDER BY id DESC LIMIT ?",
+                          (*kinds, limit))
+        return [Event(r["at"], r["study_uid"], r["sop_instance_uid"], r["kind"], r["detail"]) for r in rows]
+
+    def count_studies_by_state(self) -> dict[StudyState, int]:
+        rows = self._rows("SELECT state, COUNT(*) AS n FROM studies GROUP BY state")
+        return {StudyState(r["state"]): int(r["n"]) for r in rows}
+
+    def count_deliveries_by_state(self) -> dict[DeliveryState, int]:
+        """Deliveries of the studies' current generations, by state."""
+        rows = self._rows("SELECT d.state, COUNT(*) AS n FROM deliveries d JOIN studies s"
+                          " ON s.study_uid=d.study_uid AND s.generation=d.generation GROUP BY d.state")
+        return {DeliveryState(r["state"]): int(r["n"]) for r in rows}
+
+    def check_writable(self) -> None:
+        """Raise LedgerError unless a write transaction can be opened now (for /healthz)."""
+        try:
+            with self._tx():
+                pass
+        except sqlite3.Error as e:
+            raise LedgerError(f"the ledger {self.path} is not writable: {e}") from e
+
+
 def _study(row: sqlite3.Row) -> Study:
     return Study(
         study_uid=row["study_uid"],
@@ -394,4 +467,5 @@ def _study(row: sqlite3.Row) -> Study:
         attempts=row["attempts"],
         reason=row["reason"],
         updated=row["updated"],
+        patient_id=row["patient_id"],
     )

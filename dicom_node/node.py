@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from pynetdicom import AE, _config
+from pynetdicom import AE, _config, evt
+from pynetdicom.events import Event
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dermnode.kernel.addresses import Address
@@ -23,11 +27,31 @@ from dicom_node.contexts import (
 from dicom_node.dispatch import Dispatcher
 from dicom_node.handlers import NodeHandlers, handlers
 from dicom_node.ledger import UNFINISHED, Ledger, Study, StudyState
+from dicom_node.policy import RejectReason, decide
+from dicom_node.registry import Registry
 from dicom_node.spool import Spool
 from dicom_node.tls import server_context
 
 LOG = logging.getLogger("dermnode.node")
 
+#: Settings that only take effect at the next start (a reload logs that they were not applied).
+RESTART_ONLY = ("ae_title", "bind_address", "port", "tls", "data_dir", "broker_url", "http_port",
+                "http_bind_address", "classifier_bundle", "segmenter_bundle", "device")
+
+
+@dataclass(frozen=True)
+class AssociationAttempt:
+    """An association request and the node's answer, for metrics and audit (PS3.15 A.5.3.2)."""
+
+    calling_ae: str
+    called_ae: str
+    peer_host: str
+    accepted: bool
+    reason: RejectReason | None
+    advice: str
+
+
+AssociationListener = Callable[[AssociationAttempt], None]
 
 
 def configure_pynetdicom() -> None:
@@ -79,18 +103,27 @@ class Node:
     """A running dermnode: call :meth:`start`, then :meth:`stop` (also a context manager)."""
 
     def __init__(self, settings: Settings, dispatcher: Dispatcher) -> None:
-        if not settings.allowed_peers:
-            LOG.warning("no allowed peers configured: every association will be rejected; use --allow AE")
-        self.settings = settings
+        self.configured = settings
         self.dispatcher = dispatcher
         self.spool = Spool(settings.spool_dir)
         self.ledger = Ledger(settings.ledger_path)
+        self.registry = Registry(settings.ledger_path)
+        self.registry.record_configured(settings)
+        self.settings = self.registry.effective(settings)
+        if not self.settings.allowed_peers:
+            LOG.warning("no allowed peers configured: every association will be rejected; use --allow AE")
         self.associations = OpenAssociations()
-        self.destinations = DestinationResolver(settings)
+        self.destinations = DestinationResolver(self.settings)
         self.monitor = CompletionMonitor(
-            self.ledger, self.associations, settings.completion_for, self._queue_study,
+            self.ledger, self.associations, lambda ae: self.settings.completion_for(ae), self._queue_study,
             stalled_after_s=settings.stalled_after_s,
         )
+        self.association_listeners: list[AssociationListener] = []
+        self._refresh_lock = threading.Lock()
+        self.draining = False
+        #: Set once a drain has closed the listening socket.
+        self.stopped_listening = threading.Event()
+        self._handlers: NodeHandlers | None = None
         self._server: ThreadedAssociationServer | None = None
 
     @property
@@ -99,7 +132,58 @@ class Node:
             raise RuntimeError("the node is not started")
         return int(self._server.server_address[1])
 
+    @property
+    def listening(self) -> bool:
+        """True while the node accepts associations (started and not draining)."""
+        return self._server is not None and not self.draining
+
+    def refresh(self) -> Settings:
+        """Apply the peers and destinations in force (the registry may have changed, e.g. from the CLI)."""
+        with self._refresh_lock:
+            return self._refresh()
+
+    def _refresh(self) -> Settings:
+        effective = self.registry.effective(self.configured)
+        if effective != self.settings:
+            self.settings = effective
+            self.destinations = DestinationResolver(effective)
+            if self._handlers is not None:
+                self._handlers.settings = effective
+            LOG.info("peers now %s; destinations now %s",
+                     ", ".join(p.ae_title for p in effective.allowed_peers) or "none",
+                     ", ".join(d if isinstance(d, str) else d.describe() for d in effective.destinations) or "none")
+        return effective
+
+    def reload(self, settings: Settings) -> Settings:
+        """Apply re-read settings (SIGHUP): peers, destinations, completion and delivery settings at once;
+        listening address, AE title, TLS, data, broker and models only at the next start (logged)."""
+        kept = [key for key in RESTART_ONLY if getattr(settings, key) != getattr(self.configured, key)]
+        if kept:
+            LOG.warning("reload: %s changed but apply only after a restart", ", ".join(kept))
+            settings = settings.model_copy(update={key: getattr(self.configured, key) for key in kept})
+        self.configured = settings
+        self.registry.record_configured(settings)
+        LOG.info("configuration reloaded")
+        return self.refresh()
+
+    def _on_requested(self, event: Event) -> None:
+        """First handler of each association request: refresh the peers, tell the listeners the answer
+        (the answer itself is given by :meth:`NodeHandlers.on_requested`, with the same policy)."""
+        settings = self.refresh()
+        rq = event.assoc.requestor.primitive
+        called = (rq.called_ae_title or "").strip() if rq is not None else ""
+        calling = (rq.calling_ae_title or "").strip() if rq is not None else ""
+        host = event.assoc.requestor.address
+        decision = decide(settings, called, calling, host)
+        attempt = AssociationAttempt(calling, called, host, decision.accepted, decision.reason, decision.advice)
+        for listener in self.association_listeners:
+            try:
+                listener(attempt)
+            except Exception:
+                LOG.exception("association listener %r failed", listener)
+
     def _queue_study(self, study: Study) -> None:
+        self.refresh()  # destinations changed by the CLI in another process apply to this study
         job = AnalysisJob(study.study_uid, study.generation, self.destinations.resolve(study.calling_ae))
         self.dispatcher.submit(job)
         self.ledger.transition(
@@ -127,12 +211,12 @@ class Node:
         configure_pynetdicom()
         self.recover()
         ae = build_ae(self.settings)
-        node_handlers = NodeHandlers(self.settings, self.spool, self.ledger, self.associations)
+        self._handlers = node_handlers = NodeHandlers(self.settings, self.spool, self.ledger, self.associations)
         try:
             self._server = ae.start_server(
                 (self.settings.bind_address, self.settings.port),
                 block=False,
-                evt_handlers=handlers(node_handlers),  # type: ignore[arg-type]
+                evt_handlers=[(evt.EVT_REQUESTED, self._on_requested), *handlers(node_handlers)],  # type: ignore[list-item]
                 ssl_context=server_context(self.settings.tls) if self.settings.tls else None,
             )
         except OSError as e:
@@ -146,12 +230,32 @@ class Node:
                  self.settings.data_dir)
         return self
 
+    def drain(self, timeout_s: float = 60.0) -> int:
+        """Stop accepting associations and wait up to ``timeout_s`` for those open to finish (stores in
+        flight are made durable and answered); returns how many were still open at the end."""
+        self.draining = True
+        if self._server is None:
+            return 0
+        open_now = self._server.active_associations
+        self._server.shutdown()  # closes the listening socket; open associations go on
+        self.stopped_listening.set()
+        LOG.info("draining: no new associations; waiting for %d open association(s)", len(open_now))
+        deadline = time.monotonic() + timeout_s
+        for assoc in open_now:
+            assoc.join(max(0.0, deadline - time.monotonic()))
+        left = sum(1 for assoc in open_now if assoc.is_alive())
+        if left:
+            LOG.warning("drain: %d association(s) still open after %.0f s; closing anyway", left, timeout_s)
+        self._server = None
+        return left
+
     def stop(self) -> None:
         self.monitor.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server = None
         self.dispatcher.close()
+        self.registry.close()
         self.ledger.close()
 
     def __enter__(self) -> Node:

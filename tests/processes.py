@@ -52,7 +52,8 @@ class DermnodeProcess:
         raise AssertionError(f"dermnode did not start listening; its log:\n{self.logs()}")
 
     def logs(self) -> str:
-        self._out.flush()
+        if not self._out.closed:
+            self._out.flush()
         return "".join(self._stdout) + self.log.read_text()
 
     def wait_for_log(self, pattern: str, timeout: float = 120) -> None:

@@ -9,6 +9,8 @@ command -v /usr/bin/storescu >/dev/null || need_apt+=(dcmtk)
 command -v dciodvfy >/dev/null || need_apt+=(dicom3tools)
 command -v Orthanc >/dev/null || need_apt+=(orthanc)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v chromium >/dev/null || need_apt+=(chromium)   # the status page test (tests/ops/test_status_page.py)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -31,6 +33,9 @@ command -v "$PY" >/dev/null || PY=python3
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel from this machine's disk.
 .venv/bin/pip install -q -e '.[test]'
 .venv/bin/python -c "import dermnode, dicom_node, inference, workers, torch; print('torch', torch.__version__)"
+
+# puppeteer-core drives Debian's chromium (it downloads no browser).
+(cd tests/browser && npm install --no-audit --no-fund --silent)
 
 .venv/bin/ruff check dermnode dicom_node inference workers tests bench
 .venv/bin/mypy

@@ -2,8 +2,11 @@
 
 Analysis workers (GPUs) never wait on a slow or absent PACS: each destination gets a delivery job on the
 delivery queue; a failed attempt is re-queued after the delay of the single
-:class:`~dermnode.kernel.retry.RetryPolicy` (``send_attempts``, back-off from ``send_backoff_s``). When every
-destination of a generation has a final state, the study becomes delivered, or failed with the reasons.
+:class:`~dermnode.kernel.retry.RetryPolicy` (back-off from ``send_backoff_s`` capped at ``send_backoff_max_s``,
+for ``send_retry_period_s``, 24 h by default). The period is measured from the start of the run of attempts that
+the ledger records, so a restart of the node or a worker does not restart the clock. When every destination of
+a generation has a final state, the study becomes delivered, or failed with the reasons; a failed study can be
+resent (``dermnode resend``, the admin API or the status page).
 """
 
 from __future__ import annotations
@@ -119,9 +122,16 @@ class InProcessDeliveryScheduler:
 class Delivery:
     """One attempt per call; says whether to retry; closes the study when all destinations are final."""
 
-    def __init__(self, settings: Settings, ledger: Callable[[], Ledger], sender: StoreSender | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Callable[[], Ledger],
+        sender: StoreSender | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._ledger = ledger
         self._retry = settings.delivery_retry
+        self._clock = clock
         self._sender = sender or StoreSender(
             settings.ae_title, timeout_s=settings.network_timeout_s, max_pdu=settings.max_pdu_size, tls=settings.tls
         )
@@ -138,12 +148,14 @@ class Delivery:
             LOG.info("delivery of study %s generation %d is stale; skipping", job.study_uid, job.generation)
             return DeliveryOutcome(job, "skipped", "stale job")
         dest = job.destination.describe()
+        since = ledger.delivery_since(job.study_uid, job.generation, dest)
         result = self._sender.send(job.destination, self.files(job.study_uid, job.generation))
+        elapsed = self._clock() - since if since is not None else 0.0
         if result.delivered:
             ledger.record_delivery(job.study_uid, job.generation, dest, DeliveryState.DELIVERED, job.attempt,
                                    "delivered")
             outcome = DeliveryOutcome(job, DeliveryState.DELIVERED, "delivered")
-        elif not self._retry.gives_up_after(job.attempt):
+        elif not self._retry.gives_up_after(job.attempt, elapsed):
             delay = self._retry.delay(job.attempt)
             ledger.record_delivery(job.study_uid, job.generation, dest, DeliveryState.RETRYING, job.attempt,
                                    f"{result.detail}; retry in {delay:g} s")
@@ -151,8 +163,8 @@ class Delivery:
         else:
             ledger.record_delivery(job.study_uid, job.generation, dest, DeliveryState.FAILED, job.attempt,
                                    result.detail)
-            LOG.error("delivery of study %s to %s failed after %d attempts: %s", job.study_uid, dest,
-                      job.attempt, result.detail)
+            LOG.error("delivery of study %s to %s failed after %d attempts in %.0f s: %s", job.study_uid, dest,
+                      job.attempt, elapsed, result.detail)
             outcome = DeliveryOutcome(job, DeliveryState.FAILED, result.detail)
         self._close_if_final(job.study_uid, job.generation)
         return outcome

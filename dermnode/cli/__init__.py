@@ -1,6 +1,7 @@
 """The ``dermnode`` command, the one composition root: it builds the settings, then wires the DICOM edge
 (:mod:`dicom_node`) to the application layer (:mod:`workers`) for ``serve`` and ``worker``; ``studies`` and
-``purge`` read the ledger; the model commands (``train``, ``pack``, ``evaluate``) are in :mod:`.models`."""
+``purge`` read the ledger; the admin commands (``peers``, ``destinations``, ``echo``, ``resend``) are in
+:mod:`.admin`; the model commands (``train``, ``pack``, ``evaluate``) are in :mod:`.models`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dermnode import __version__
+from dermnode.cli.admin import register as register_admin_commands
 from dermnode.cli.models import register as register_model_commands
 from dermnode.kernel.errors import DermnodeError
 from dermnode.kernel.settings import Settings, load_settings
@@ -30,6 +32,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", dest="broker_url", metavar="URL",
                         help="Celery broker, e.g. redis://127.0.0.1:6379/0; none = embedded [DERMNODE_BROKER_URL]")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", choices=["text", "json"], help="text or JSON lines [DERMNODE_LOG_FORMAT]")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -37,6 +40,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "port": "port", "ae_title": "ae_title", "bind": "bind_address", "data_dir": "data_dir",
         "broker_url": "broker_url", "quiet_period": "completion.quiet_period_s", "device": "device",
         "classifier": "classifier_bundle", "segmenter": "segmenter_bundle", "log_level": "log_level",
+        "http_port": "http_port", "http_bind": "http_bind_address", "log_format": "log_format",
     }
     out: dict[str, Any] = {key: getattr(args, attr) for attr, key in keys.items() if hasattr(args, attr)}
     if getattr(args, "allow", None):
@@ -51,23 +55,64 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        from dermnode.ops.logs import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
     for noisy in ("pynetdicom", "highdicom", "celery.app.trace", "PIL"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+def _serve_until_stopped(on_reload: Callable[[], None]) -> None:
+    """Wait for SIGTERM or SIGINT (return: the caller drains and stops); SIGHUP calls ``on_reload``."""
+    wake = threading.Event()
+    received: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        received.append(signum)
+        wake.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, note)
+    while True:
+        wake.wait()
+        wake.clear()
+        while received:
+            signum = received.pop(0)
+            if signum != signal.SIGHUP:
+                LOG.info("%s received: draining", signal.Signals(signum).name)
+                return
+            LOG.info("SIGHUP received: reloading the configuration")
+            try:
+                on_reload()
+            except DermnodeError as e:
+                LOG.error("reload failed, the running configuration stays: %s", e)
+
+
+def model_versions(settings: Settings) -> dict[str, str]:
+    """Name → version of the bundles in use, from their metadata (no torch), for the metrics."""
+    import json
+
+    import inference
+
+    shipped = Path(inference.__file__).parent / "bundles"
+    out = {}
+    bundles = (settings.classifier_bundle or shipped / "classifier", settings.segmenter_bundle or shipped / "segmenter")
+    for bundle in bundles:
+        try:
+            meta = json.loads((bundle / "configs" / "metadata.json").read_text(encoding="utf-8"))
+            out[str(meta.get("name", bundle.name)).replace("-", "_")] = str(meta.get("version", "unknown"))
+        except (OSError, ValueError):
+            out[bundle.name.replace("-", "_")] = "unreadable"
+    return out
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from dermnode.ops.side import OpsSide
     from dicom_node.dispatch import Dispatcher
     from dicom_node.node import Node
     from workers.app import build_runtime, create_app
@@ -88,14 +133,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         close_after.append(runtime.scheduler.close)
         LOG.info("embedded worker: analysing and delivering in this process (no broker configured)")
     node = Node(settings, dispatcher)
+    ops = OpsSide(node, model_versions(settings))
     node.start()
-    print(f"dermnode {settings.ae_title} listening on {settings.bind_address}:{node.port}", flush=True)
     try:
-        _wait_for_signal()
+        ops.start()
+    except DermnodeError:
+        node.stop()
+        raise
+    print(f"dermnode {settings.ae_title} listening on {settings.bind_address}:{node.port}", flush=True)
+    if ops.http is not None:
+        print(f"dermnode HTTP on http://{settings.http_bind_address}:{ops.http.port}", flush=True)
+
+    def reload() -> None:
+        node.reload(settings_from(args))
+
+    try:
+        _serve_until_stopped(reload)
     finally:
+        left = node.drain(timeout_s=settings.network_timeout_s)
+        ops.stop()
         node.stop()
         for close in close_after:
             close()
+        LOG.info("stopped%s", f" ({left} association(s) cut off)" if left else " cleanly")
     return 0
 
 
@@ -205,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--classifier", type=Path, help="classifier bundle folder (default: shipped)")
     serve.add_argument("--segmenter", type=Path, help="segmenter bundle folder (default: shipped)")
     serve.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where the embedded worker runs models")
+    serve.add_argument("--http-port", type=int, metavar="PORT",
+                       help="serve /healthz, /readyz, /metrics, the admin API and the status page on this port "
+                       "(0 = any free port) [DERMNODE_HTTP_PORT]")
+    serve.add_argument("--http-bind", metavar="ADDRESS",
+                       help="address of the HTTP side (default 127.0.0.1) [DERMNODE_HTTP_BIND_ADDRESS]")
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker for the configured broker (one per GPU)")
@@ -247,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     wrap.add_argument("--serial", default="UNKNOWN", help="dermatoscope serial number")
     wrap.set_defaults(func=cmd_wrap_jpeg)
 
+    register_admin_commands(sub, _common, settings_from)
     register_model_commands(sub)
     return parser
 

@@ -27,3 +27,7 @@ class InferenceError(DermnodeError):
 
 class OutputError(DermnodeError):
     """An SR or SEG object could not be built from the source and the prediction."""
+
+
+class NotFoundError(DermnodeError):
+    """A study, peer or destination named by an administrator does not exist."""

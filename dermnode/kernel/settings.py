@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from dermnode.kernel.addresses import Address, check_ae_title
 from dermnode.kernel.errors import ConfigurationError
@@ -103,6 +103,28 @@ class Peer(BaseModel):
         return cls(ae_title=ae, host=host or None, port=port)
 
 
+class AuditSettings(BaseModel):
+    """Where DICOM audit messages (PS3.15 A.5) go: an RFC 5424 syslog receiver over UDP (RFC 5426) or
+    TLS (RFC 5425, as IHE ATNA requires across untrusted networks)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    syslog_host: str
+    #: Default 514 for UDP, 6514 for TLS.
+    syslog_port: int | None = Field(default=None, ge=1, le=65535)
+    transport: Literal["udp", "tls"] = "udp"
+    #: CA bundle the receiver's certificate must chain to (TLS); None = the system's CAs.
+    ca_certificates: Path | None = None
+    #: AuditSourceID of the messages (PS3.15 A.5.3.3); defaults to our AE title.
+    source_id: str | None = None
+    #: RFC 5424 APP-NAME.
+    app_name: str = "dermnode"
+
+    @property
+    def port(self) -> int:
+        return self.syslog_port or (6514 if self.transport == "tls" else 514)
+
+
 class Settings(BaseModel):
     """Everything the node and the workers are configured with."""
 
@@ -126,13 +148,25 @@ class Settings(BaseModel):
     attention_maps: bool = True
     stalled_after_s: float = Field(default=1800.0, gt=0.0)
     visibility_timeout_s: float = Field(default=600.0, ge=60.0)
-    send_attempts: int = Field(default=5, ge=1, le=100)
+    #: Deliveries retry with capped exponential back-off for ``send_retry_period_s`` (default 24 h), then fail;
+    #: ``send_attempts`` optionally caps the number of tries as well.
+    send_attempts: int | None = Field(default=None, ge=1)
     send_backoff_s: float = Field(default=2.0, ge=0.0, le=600.0)
-    send_backoff_max_s: float = Field(default=3600.0, ge=0.0)
+    send_backoff_max_s: float = Field(default=600.0, ge=0.0)
+    send_retry_period_s: float = Field(default=86400.0, ge=0.0)
     max_pdu_size: int = Field(default=131072, ge=0)
     network_timeout_s: float = Field(default=30.0, gt=0.0)
     uid_prefix: str = DEFAULT_UID_PREFIX
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    #: The HTTP side (health, metrics, admin API, status page); None = off. 0 = any free port.
+    http_port: int | None = Field(default=None, ge=0, le=65535)
+    http_bind_address: str = "127.0.0.1"
+    #: Bearer token of the admin API and page (``DERMNODE_ADMIN_TOKEN``); None = admin API refuses everyone.
+    admin_token: SecretStr | None = None
+    #: /healthz fails when the spool's file system has less free space than this.
+    spool_min_free_mb: float = Field(default=1024.0, ge=0.0)
+    audit: AuditSettings | None = None
 
     @field_validator("ae_title")
     @classmethod
@@ -146,6 +180,20 @@ class Settings(BaseModel):
             raise ValueError(f"destinations {', '.join(needing)} use TLS: configure tls (certificate, private_key)")
         return self
 
+    @model_validator(mode="after")
+    def _backoff_below_watchdogs(self) -> Settings:
+        if self.send_backoff_max_s >= self.stalled_after_s:
+            raise ValueError(
+                f"send_backoff_max_s ({self.send_backoff_max_s:g}) must be below stalled_after_s "
+                f"({self.stalled_after_s:g}), or a study waiting for its next delivery attempt looks stalled"
+            )
+        if self.broker_url and self.send_backoff_max_s > self.visibility_timeout_s:
+            raise ValueError(
+                f"send_backoff_max_s ({self.send_backoff_max_s:g}) must not exceed visibility_timeout_s "
+                f"({self.visibility_timeout_s:g}): Redis hands a longer-delayed retry to a second worker"
+            )
+        return self
+
     @field_validator("uid_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
@@ -155,8 +203,10 @@ class Settings(BaseModel):
 
     @property
     def delivery_retry(self) -> RetryPolicy:
-        """The retry policy of deliveries: ``send_attempts`` with back-off from ``send_backoff_s``."""
-        return RetryPolicy(self.send_attempts, self.send_backoff_s, self.send_backoff_max_s)
+        """The retry policy of deliveries: back-off from ``send_backoff_s`` up to ``send_backoff_max_s``, for
+        ``send_retry_period_s`` (and at most ``send_attempts`` tries when set)."""
+        return RetryPolicy(self.send_attempts, self.send_backoff_s, self.send_backoff_max_s,
+                           period_s=self.send_retry_period_s)
 
     @property
     def spool_dir(self) -> Path:
@@ -197,6 +247,10 @@ ENVIRONMENT = {
     "DERMNODE_SEGMENTER_BUNDLE": "segmenter_bundle",
     "DERMNODE_DEVICE": "device",
     "DERMNODE_LOG_LEVEL": "log_level",
+    "DERMNODE_LOG_FORMAT": "log_format",
+    "DERMNODE_HTTP_PORT": "http_port",
+    "DERMNODE_HTTP_BIND_ADDRESS": "http_bind_address",
+    "DERMNODE_ADMIN_TOKEN": "admin_token",
 }
 
 

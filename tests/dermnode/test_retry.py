@@ -25,3 +25,12 @@ def test_huge_attempt_numbers_stay_at_the_cap() -> None:
 def test_invalid_policies_are_refused(kwargs: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_period_bounds_retrying_whatever_the_count() -> None:
+    policy = RetryPolicy(attempts=None, base_s=2.0, cap_s=600.0, period_s=86400.0)
+    assert not policy.gives_up_after(500, elapsed_s=86400.0 - 600.0)  # the next try still falls inside
+    assert policy.gives_up_after(500, elapsed_s=86400.0 - 599.0)
+    assert RetryPolicy(attempts=3, period_s=86400.0).gives_up_after(3, elapsed_s=10.0)
+    with pytest.raises(ValueError, match="period_s must not be negative"):
+        RetryPolicy(period_s=-1.0)

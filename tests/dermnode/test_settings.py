@@ -82,3 +82,17 @@ def test_the_yaml_examples_work_when_uncommented_as_documented(tmp_path: Path) -
     assert [d if isinstance(d, str) else d.describe() for d in settings.destinations] == [
         "PACS@127.0.0.1:4242", "sender"]
     assert settings.tls is not None and settings.tls.require_client_certificate
+
+
+def test_delivery_back_off_must_stay_below_the_watchdogs() -> None:
+    with pytest.raises(ConfigurationError, match=r"send_backoff_max_s .* must be below stalled_after_s"):
+        load_settings(None, {}, {"send_backoff_max_s": 3600, "stalled_after_s": 1800})
+    with pytest.raises(ConfigurationError, match="Redis hands a longer-delayed retry to a second worker"):
+        load_settings(None, {}, {"send_backoff_max_s": 900, "broker_url": "redis://127.0.0.1:6379/0"})
+
+
+def test_admin_token_comes_from_the_environment_and_is_never_shown() -> None:
+    settings = load_settings(None, {"DERMNODE_ADMIN_TOKEN": "s3cr3t-token", "DERMNODE_HTTP_PORT": "8080"})
+    assert settings.admin_token is not None and settings.admin_token.get_secret_value() == "s3cr3t-token"
+    assert settings.http_port == 8080 and settings.http_bind_address == "127.0.0.1"
+    assert "s3cr3t-token" not in repr(settings) and "s3cr3t-token" not in str(settings.model_dump())

@@ -115,6 +115,7 @@ def test_unreachable_destination_is_retried_with_backoff_then_fails_with_reason(
     study = ledger.study(study_uid)
     assert study is not None and "PACS@127.0.0.1" in study.reason and "no association" in study.reason
     [row] = ledger.deliveries(study_uid)
+    assert settings.send_attempts is not None
     assert row["state"] == DeliveryState.FAILED and row["attempts"] == settings.send_attempts
     retries = [e for e in ledger.events(study_uid) if e.kind == "delivery-retrying"]
     assert len(retries) == settings.send_attempts - 1

@@ -1,0 +1,61 @@
+"""Serve the HTTP side with uvicorn in a thread of the node process (the node and its HTTP side share the
+ledger, the registry and the metrics in memory)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+import uvicorn
+from starlette.applications import Starlette
+
+from dermnode.kernel.errors import ConfigurationError
+
+LOG = logging.getLogger("dermnode.http")
+
+
+class HttpServer:
+    """``start()`` binds and returns once listening; ``stop()`` closes and joins."""
+
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
+        # No access log: paths carry Study Instance UIDs, and the log is not the audit trail.
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=5)
+        access = logging.getLogger("uvicorn.access")
+        access.handlers, access.propagate = [], False
+        self._server = uvicorn.Server(config)
+        self._host = host
+        self._thread = threading.Thread(target=self._run, name="dermnode-http", daemon=True)
+        self._error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._server.serve())
+        except BaseException as e:  # SystemExit from uvicorn when the port is taken
+            self._error = e
+
+    @property
+    def port(self) -> int:
+        servers = getattr(self._server, "servers", [])
+        if not servers:
+            raise RuntimeError("the HTTP server is not started")
+        return int(servers[0].sockets[0].getsockname()[1])
+
+    def start(self, timeout_s: float = 30.0) -> HttpServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise ConfigurationError(
+                    f"the HTTP side could not listen on {self._host}:{self._server.config.port} ({self._error!r}): "
+                    "choose another --http-port or stop the program using it")
+            time.sleep(0.02)
+        LOG.info("HTTP side on http://%s:%d (healthz, readyz, metrics, api, status page)", self._host, self.port)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
