@@ -3,7 +3,8 @@
 Run: ``python -m bench.bench_inference --data ../shared/data/dermoscopy --n 64 --threads 2``
 (images from the fixed validation split; synthetic 200x150 images when --data is not given). Give
 ``--classifier BUNDLE`` more than once to time several classifier bundles side by side in one run
-(default: the shipped one); the segmenter is always the shipped one.
+(default: the shipped one), and as many ``--segmenter BUNDLE`` to pair with them in order (default: the
+shipped segmenter for each), e.g. the shipped pair against a previous release's pair.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from inference.evaluation.evaluate import validation_records
-from inference.models.predict import DEFAULT_CLASSIFIER, AnalysisOptions, Analyzer
+from inference.models.predict import DEFAULT_CLASSIFIER, DEFAULT_SEGMENTER, AnalysisOptions, Analyzer
 from inference.training.data import VALIDATION_IDS, read_rgb
 from tests.factories import lesion_image
 
@@ -43,7 +44,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--classifier", type=Path, action="append", help="classifier bundle (repeatable)")
+    parser.add_argument("--segmenter", type=Path, action="append", help="segmenter bundle for each --classifier")
     args = parser.parse_args()
+    classifiers = args.classifier or [DEFAULT_CLASSIFIER]
+    segmenters = args.segmenter or [DEFAULT_SEGMENTER] * len(classifiers)
+    if len(segmenters) != len(classifiers):
+        parser.error(f"give one --segmenter per --classifier ({len(classifiers)}), or none")
     torch.set_num_threads(args.threads)
     if args.data:
         images = [
@@ -54,16 +60,17 @@ def main() -> int:
     else:
         images = [lesion_image(150, 200, seed=i) for i in range(args.n)]
     results: dict[str, dict[str, float]] = {}
-    for bundle in args.classifier or [DEFAULT_CLASSIFIER]:
+    for bundle, segmenter in zip(classifiers, segmenters, strict=True):
         times: dict[str, float] = {}
         for tta in (False, True):
-            analyzer = Analyzer.from_bundles(bundle, options=AnalysisOptions(tta=tta))
+            analyzer = Analyzer.from_bundles(bundle, segmenter, options=AnalysisOptions(tta=tta))
             for batch in (1, 16):
                 for attention in (False, True):
                     key = f"tta={tta} batch={batch} attention={attention}"
                     times[key] = round(1000 * timed(analyzer, images, batch, attention, args.repeats), 2)
                     print(f"{analyzer.classifier.metadata.identity.label} {key}: {times[key]:.2f} ms/image", flush=True)
-        results[f"{analyzer.classifier.metadata.identity.label} ({bundle})"] = times
+        pair = f"{analyzer.classifier.metadata.identity.label} + {analyzer.segmenter.metadata.identity.label}"
+        results[f"{pair} ({bundle}, {segmenter})"] = times
     print(
         json.dumps(
             {

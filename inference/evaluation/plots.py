@@ -24,7 +24,8 @@ def write_plots(
     melanoma_key: str,
     malignant: Sequence[int],
 ) -> None:
-    """Write roc.png, confusion_matrix.png, reliability.png and worst_segmentations.png into ``out``."""
+    """Write roc.png, confusion_matrix.png, reliability.png, worst_segmentations.png and (when Grad-CAM was
+    measured) attention_in_lesion.png into ``out``."""
     probs = outcomes.probabilities
     truth = np.array([keys.index(r.diagnosis) for r in outcomes.records])
     sources = np.array([r.source for r in outcomes.records])
@@ -114,3 +115,35 @@ def write_plots(
         fig.tight_layout()
         fig.savefig(out / "worst_segmentations.png", dpi=100)
         plt.close(fig)
+
+    _attention_plot(out, outcomes)
+
+
+def _attention_plot(out: Path, outcomes: Outcomes) -> None:
+    """Histograms of the Grad-CAM share inside the lesion mask, plain and with an added circular vignette,
+    per source, with the medians that ``metrics.json`` reports."""
+    plain = [
+        (r.source, a) for r, a in zip(outcomes.records, outcomes.attention_in_lesion, strict=False) if a is not None
+    ]
+    if not plain:
+        return
+    vignette = [
+        (r.source, a)
+        for r, a in zip(outcomes.records, outcomes.attention_in_lesion_vignette, strict=False)
+        if a is not None
+    ]
+    sources = sorted({s for s, _ in plain})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    bins = np.linspace(0, 1, 21)
+    for ax, title, values in ((axes[0], "as acquired", plain), (axes[1], "with an added circular vignette", vignette)):
+        for source in sources:
+            shares = [a for s, a in values if s == source]
+            if shares:
+                label = f"{source} (median {np.median(shares):.2f}, n={len(shares)})"
+                ax.hist(shares, bins=bins, alpha=0.5, label=label)
+        ax.axvline(0.6, color="k", ls=":", lw=0.8)
+        ax.set(title=f"Grad-CAM inside the lesion, {title}", xlabel="share inside the lesion mask", ylabel="images")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "attention_in_lesion.png", dpi=110)
+    plt.close(fig)

@@ -48,6 +48,9 @@ def test_lite_recipe_trains_both_bundles_and_evaluates_attention(data: Path, tmp
     assert metrics["n_attention"] > 0 and 0.0 <= metrics["attention_in_lesion_median"] <= 1.0
     assert 0.0 <= metrics["attention_in_lesion_median_vignette"] <= 1.0
     assert "attention_in_lesion_median" in metrics["by_source"]["SYN-A"]
+    plotted = tmp_path / "plotted"
+    assert main(["evaluate", *common[:-1], "--out", str(plotted)]) == 0
+    assert (plotted / "attention_in_lesion.png").stat().st_size > 1000
     only_b = tmp_path / "only_b"
     assert main(["evaluate", *common, "--out", str(only_b), "--all-images", "--source", "SYN-B", "--no-attention"]) == 0
     metrics = json.loads((only_b / "metrics.json").read_text())
