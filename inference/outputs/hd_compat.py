@@ -23,6 +23,16 @@ Each function names the gap it closes; everything else is built by highdicom's o
    sources in Comprehensive (3D) SR (PS3.3 A.35.13.3).
 6. highdicom gives every SEG a random Dimension Organization UID; :func:`derive_dimension_organization`
    derives it from the SEG's own SOP Instance UID instead.
+7. Viewer compatibility, not a highdicom defect: the SEG loader of OHIF 3.x (cornerstone's adapter)
+   reads ``SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient`` and
+   ``...PixelMeasuresSequence[0]`` unconditionally, so a SEG of a photograph (no Frame of Reference,
+   hence neither group from highdicom) never loads. :func:`add_viewer_functional_groups` adds a shared
+   Plane Orientation (Patient) of ``1\\0\\0\\0\\1\\0`` (row direction +x, column direction +y, the
+   orientation viewers assume for an image without one) and, for a source without Pixel Spacing, a
+   nominal Pixel Measures of 1 x 1 (the unit spacing viewers assume for an uncalibrated image) with
+   Slice Thickness 1 (highdicom's reader requires both). PS3.3 Table A.51-2 (2024c) permits these
+   groups without a Frame of Reference only as "may be present" for patient-relative frames, so this
+   is a documented compatibility measure (conformance statement 8.1.2); dciodvfy accepts it.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from datetime import datetime
 import highdicom as hd
 from highdicom.sr.templates import _get_coded_modality
 from pydicom import Dataset
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.valuerep import DA, DT, TM
@@ -40,6 +51,7 @@ from pydicom.valuerep import DA, DT, TM
 from inference.outputs.identity import DEFAULT_UID_PREFIX, derive_uid
 
 DERMOSCOPY_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.77.1.7"
+VIEWER_IMAGE_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 PIXELS_UNIT = hd.sr.CodedConcept("{pixels}", "UCUM", "Pixels")
 # DCM 260753009 "Source" is the concept name highdicom itself gives image library entries.
 _SOURCE = hd.sr.CodedConcept("260753009", "SCT", "Source")
@@ -166,6 +178,21 @@ def derive_dimension_organization(seg: hd.seg.Segmentation, prefix: str = DEFAUL
     for item in seg.get("DimensionIndexSequence", []):
         if "DimensionOrganizationUID" in item:
             item.DimensionOrganizationUID = uid
+
+
+def add_viewer_functional_groups(seg: hd.seg.Segmentation) -> None:
+    """Add shared Plane Orientation and (if missing) nominal Pixel Measures groups for OHIF (gap 7).
+
+    Groups highdicom already wrote (Pixel Measures from a calibrated source) are kept unchanged.
+    """
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    if "PlaneOrientationSequence" not in shared:
+        shared.PlaneOrientationSequence = hd.PlaneOrientationSequence(
+            coordinate_system="PATIENT", image_orientation=VIEWER_IMAGE_ORIENTATION
+        )
+    if "PixelMeasuresSequence" not in shared:
+        measures: DicomSequence = hd.PixelMeasuresSequence(pixel_spacing=(1.0, 1.0), slice_thickness=1.0)
+        shared.PixelMeasuresSequence = measures
 
 
 def measurement_about(

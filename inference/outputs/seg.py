@@ -33,7 +33,12 @@ from inference.outputs.conventions import (
     series_description,
     short_description,
 )
-from inference.outputs.hd_compat import copy_patient_orientation, derive_dimension_organization, stamp_creation
+from inference.outputs.hd_compat import (
+    add_viewer_functional_groups,
+    copy_patient_orientation,
+    derive_dimension_organization,
+    stamp_creation,
+)
 from inference.outputs.identity import DEFAULT_UID_PREFIX, derive_uid
 
 LESION_SEGMENT_NUMBER = 1
@@ -203,6 +208,7 @@ def _build(
     except (ValueError, TypeError, AttributeError) as e:
         raise OutputError(f"Could not build a SEG for instance {source.SOPInstanceUID}: {e}") from e
     copy_patient_orientation(seg, source)
+    add_viewer_functional_groups(seg)
     stamp_creation(seg, content_datetime)
     derive_dimension_organization(seg, uid_prefix)
     return seg

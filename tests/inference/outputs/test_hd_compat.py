@@ -6,13 +6,15 @@ import highdicom as hd
 import pytest
 from pydicom.sr.codedict import codes
 
-from inference.outputs.hd_compat import coded_modality, image_library
+from inference.outputs.hd_compat import add_viewer_functional_groups, coded_modality, image_library
+from inference.outputs.seg import build_segmentation
 from tests.factories import (
     DERMOSCOPY_SOP_CLASS,
     SECONDARY_CAPTURE_SOP_CLASS,
     VL_PHOTOGRAPHIC_SOP_CLASS,
     dermoscopy_dataset,
 )
+from tests.inference.predictions import WHEN, make_prediction
 
 
 def test_dermoscopy_is_coded_as_dms_and_other_classes_as_highdicom_does() -> None:
@@ -130,3 +132,12 @@ def test_canary_gap5_measurements_cannot_name_their_subject_nor_evaluations_carr
 def test_canary_gap6_dimension_organization_uid_is_random() -> None:
     uids = {str(_plain_highdicom_seg().DimensionOrganizationSequence[0].DimensionOrganizationUID) for _ in range(2)}
     assert len(uids) == 2
+
+
+def test_viewer_functional_groups_keep_calibrated_pixel_measures_and_are_idempotent() -> None:
+    seg = build_segmentation(dermoscopy_dataset(pixel_spacing_mm=0.02), make_prediction(), content_datetime=WHEN)
+    add_viewer_functional_groups(seg)  # already applied by build_segmentation: nothing changes
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    assert len(shared.PlaneOrientationSequence) == 1 and len(shared.PixelMeasuresSequence) == 1
+    assert [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing] == [0.02, 0.02]
+    assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]

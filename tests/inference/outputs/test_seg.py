@@ -62,9 +62,13 @@ def test_lesion_seg_round_trips_pixel_exact_and_validates(tmp_path: Path, spacin
     assert back.SeriesDescription.startswith("Lesion SEG 1.0.0")  # the name does not fit: it is in the equipment
     assert back.ManufacturerModelName == "lesion-segmenter" and back.SoftwareVersions == "1.0.0"
     assert any(item.Manufacturer == "dermnode" for item in back.ContributingEquipmentSequence)
-    if spacing is not None:
-        measures = back.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
-        assert [float(v) for v in measures.PixelSpacing] == [spacing, spacing]
+    shared = back.SharedFunctionalGroupsSequence[0]
+    measures = shared.PixelMeasuresSequence[0]
+    # The source's spacing when it has one; otherwise the nominal 1 x 1 OHIF needs (hd_compat gap 7).
+    expected = spacing if spacing is not None else 1.0
+    assert [float(v) for v in measures.PixelSpacing] == [expected, expected]
+    assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+    assert "PlanePositionSequence" not in shared and "FrameOfReferenceUID" not in back
     validate_readback(seg)
 
 
@@ -106,6 +110,7 @@ def test_attention_seg_is_fractional_in_its_own_series(tmp_path: Path) -> None:
     path = _write(seg, tmp_path / "attention.dcm")
     assert dciodvfy_problems(path) == []
     back = hd.seg.segread(path)
+    assert "PlaneOrientationSequence" in back.SharedFunctionalGroupsSequence[0]  # OHIF's loader needs it
     assert back.SegmentationType == "FRACTIONAL"
     assert back.SegmentationFractionalType == "PROBABILITY"
     assert back.SeriesNumber == ATTENTION_SEG_SERIES_NUMBER
