@@ -33,6 +33,10 @@ Each function names the gap it closes; everything else is built by highdicom's o
    Slice Thickness 1 (highdicom's reader requires both). PS3.3 Table A.51-2 (2024c) permits these
    groups without a Frame of Reference only as "may be present" for patient-relative frames, so this
    is a documented compatibility measure (conformance statement 8.1.2); dciodvfy accepts it.
+8. highdicom writes every CONTAINER with Continuity Of Content CONTINUOUS, which tells a renderer to
+   run the children together as one text: DCMTK's ``dsr2html`` then prints a measurement group as one
+   line of numbers without their names. :func:`separate_containers` sets SEPARATE on every CONTAINER
+   (PS3.3 C.17.3.2.2: the items are separate statements, as they are in TID 1500).
 """
 
 from __future__ import annotations
@@ -145,7 +149,7 @@ def measurement_report(
 
 
 def drop_referenced_frame_numbers(group: hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations) -> None:
-    """Remove Referenced Frame Number from the SEG reference of a TID 1411 group (see gap 2)."""
+    """Remove Referenced Frame Number from the SEG reference of a TID 1410 group (see gap 2)."""
     for item in group[0].ContentSequence:
         if item.ValueType != "IMAGE" or item.ReferencedSOPSequence[0].ReferencedSOPClassUID != (
             "1.2.840.10008.5.1.4.1.1.66.4"
@@ -193,6 +197,14 @@ def add_viewer_functional_groups(seg: hd.seg.Segmentation) -> None:
     if "PixelMeasuresSequence" not in shared:
         measures: DicomSequence = hd.PixelMeasuresSequence(pixel_spacing=(1.0, 1.0), slice_thickness=1.0)
         shared.PixelMeasuresSequence = measures
+
+
+def separate_containers(ds: Dataset) -> None:
+    """Set Continuity Of Content to SEPARATE on ``ds`` (if a CONTAINER) and every CONTAINER below it (gap 8)."""
+    if ds.get("ValueType") == "CONTAINER":
+        ds.ContinuityOfContent = "SEPARATE"
+    for item in ds.get("ContentSequence", []):
+        separate_containers(item)
 
 
 def measurement_about(
