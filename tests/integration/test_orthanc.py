@@ -3,8 +3,8 @@
 The loop a hospital would set up: the modality sends a dermoscopy study to the PACS; the PACS
 forwards each dermoscopy image to the node (keeping its own copy); the node analyses the study
 and stores the results back into the same study on the PACS. The test passes when Orthanc holds,
-in the one study, the two original DMS images, a lesion SEG per image, an attention SEG per image
-and an SR that references both images.
+in the one study, the two original DMS images, a lesion SEG, an attention SEG and an attention-levels
+SEG per image, and an SR that references both images.
 
 Orthanc 1.10 cannot bind to one interface. It is kept to loopback by its configuration: the REST
 API refuses remote hosts (``RemoteAccessAllowed`` false) and the DICOM server accepts C-ECHO and
@@ -173,11 +173,15 @@ class StudyContent:
 
     @property
     def lesion_segs(self) -> list[Dataset]:
-        return [d for d in self.segs if d.SegmentationType == "BINARY"]
+        return [d for d in self.segs if d.ContentLabel == "LESION"]
 
     @property
     def attention_segs(self) -> list[Dataset]:
         return [d for d in self.segs if d.SegmentationType == "FRACTIONAL"]
+
+    @property
+    def attention_level_segs(self) -> list[Dataset]:
+        return [d for d in self.segs if d.ContentLabel == "ATTENTION_LEVELS"]
 
 
 def _content(pacs: OrthancPACS, study_id: str) -> StudyContent:
@@ -214,6 +218,7 @@ def _round_trip_done(content: StudyContent, sent: set[str]) -> bool:
         images == sent
         and sent <= lesion_sources
         and len(content.attention_segs) >= len(sent)
+        and len(content.attention_level_segs) >= len(sent)
         and any(sent <= _referenced_sops(sr) for sr in content.reports)
     )
 
@@ -279,5 +284,6 @@ def test_orthanc_routes_study_to_dermnode_and_stores_seg_and_sr(
     # One series per kind of output, apart from the images.
     assert len({str(d.SeriesInstanceUID) for d in content.lesion_segs}) == 1
     assert len({str(d.SeriesInstanceUID) for d in content.attention_segs}) == 1
+    assert len({str(d.SeriesInstanceUID) for d in content.attention_level_segs}) == 1
     assert len({str(d.SeriesInstanceUID) for d in content.reports}) == 1
     node.wait_for_log(r"delivered \d+ object\(s\) to ORTHANC@127\.0\.0\.1", timeout=30)
