@@ -50,10 +50,14 @@ def ohif_dist() -> Path:
 
 
 class OhifServer:
-    """OHIF's static files plus a same-origin proxy of ``/dicom-web/`` to ``dicomweb_root``."""
+    """OHIF's static files plus a same-origin proxy of ``/dicom-web/`` to ``dicomweb_root``.
 
-    def __init__(self, dist: Path, dicomweb_root: str) -> None:
+    ``app_config`` replaces ``docker/ohif/app-config.js`` (the test uses it to show stock OHIF's gap).
+    """
+
+    def __init__(self, dist: Path, dicomweb_root: str, app_config: bytes | None = None) -> None:
         self.dist = dist.resolve()
+        self.app_config = APP_CONFIG.read_bytes() if app_config is None else app_config
         self.dicomweb_root = dicomweb_root.rstrip("/")
         self.errors: list[str] = []
         handler = self._handler()
@@ -82,7 +86,7 @@ class OhifServer:
                 if path.startswith("/dicom-web/"):
                     self._proxy()
                 elif path == "/app-config.js":
-                    self._send(APP_CONFIG.read_bytes(), "application/javascript")
+                    self._send(server.app_config, "application/javascript")
                 else:
                     self._static(path)
 

@@ -103,6 +103,14 @@ try {
   page.on('console', (m) => { if (m.type() === 'error') result.consoleErrors.push(m.text()); });
 
   await page.goto(`${config.url}/viewer?StudyInstanceUIDs=${config.study}`, { waitUntil: 'networkidle2', timeout });
+  if (config.displaySetsOnly) {
+    // Only which display sets OHIF made of the study (used with stock OHIF, to show its gap).
+    await page.waitForFunction(
+      (n) => (window.services?.displaySetService?.getActiveDisplaySets?.() ?? []).length >= n,
+      { timeout }, config.displaySetsOnly);
+    await observe(page, 'stock');
+    throw null; // eslint-disable-line no-throw-literal
+  }
   await page.waitForFunction(() => {
     const vp = window.cornerstone?.getEnabledElements?.()[0]?.viewport;
     return vp && vp.getCurrentImageId && vp.getCurrentImageId() && window.cornerstone.cache.getImage(vp.getCurrentImageId());
@@ -128,9 +136,18 @@ try {
   await page.waitForFunction(
     () => document.querySelectorAll('svg polyline').length > 0 || /Something went wrong/.test(document.body.innerText),
     { timeout });
+  // Zoom out a little: OHIF puts the label box beside the outline, partly outside the viewport.
+  const zoomed = await page.waitForFunction(() => {
+    const vp = window.cornerstone.getEnabledElements()[0]?.viewport;
+    if (!vp?.getCurrentImageId?.() || !document.querySelector('svg polyline')) return false;
+    vp.setZoom(vp.getZoom() * 0.6);
+    vp.render();
+    return true;
+  }, { timeout });
+  await zoomed.dispose();
   await observe(page, 'report');
 } catch (e) {
-  result.failed = String(e?.stack ?? e);
+  if (e !== null) result.failed = String(e?.stack ?? e);
   save();
 } finally {
   await browser.close();

@@ -5,7 +5,8 @@ Dermoscopic Photography study (``dermnode wrap-jpeg``), goes to Orthanc (with it
 which routes it to the node; the node stores its SEGs and SR back into the study. OHIF (the pinned
 npm ``@ohif/app``, configured by ``docker/ohif/app-config.js``) is served next to a DICOMweb proxy, and
 Debian's chromium, driven by puppeteer-core (``ohif_check.mjs``), opens the study, loads the lesion
-SEG, the attention-levels SEG and the SR, taking a screenshot after each step.
+SEG, the attention-levels SEG and the SR, taking a screenshot after each step. The same OHIF without
+the configuration's extension shows upstream's gap: the dermoscopy image is an unsupported display set.
 
 The judgements are made here, from the screenshots and what the page reported, against the objects
 read back from Orthanc: the source image is displayed (the screenshot matches its pixels); the lesion
@@ -39,7 +40,7 @@ from tests import dcmtk
 from tests.conftest import SHARED_DATA
 from tests.orthanc import OrthancPACS, orthanc_binary
 from tests.processes import DermnodeProcess
-from tests.viewer.ohif import HERE, OhifServer, ohif_dist, require_browser_tools
+from tests.viewer.ohif import APP_CONFIG, HERE, OhifServer, ohif_dist, require_browser_tools
 
 pytestmark = [pytest.mark.viewer, pytest.mark.orthanc, pytest.mark.shared_data]
 
@@ -114,7 +115,8 @@ def _wait_for_results(pacs: OrthancPACS, node: DermnodeProcess) -> Results:
     pytest.fail(f"no results in Orthanc after {RESULTS_TIMEOUT_S:.0f} s\n{node.logs()[-6000:]}\n{pacs.logs()}")
 
 
-def _run_browser(server: OhifServer, results: Results, out: Path) -> dict[str, Any]:
+def _run_browser(server: OhifServer, results: Results, out: Path, **extra: object) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
     config = {
         "url": server.url,
         "study": results.study_uid,
@@ -125,6 +127,7 @@ def _run_browser(server: OhifServer, results: Results, out: Path) -> dict[str, A
             "report": str(results.report.SeriesDescription)[:9],
         },
         "timeoutMs": 120_000,
+        **extra,
     }
     (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
     done = subprocess.run(
@@ -212,8 +215,19 @@ def test_ohif_shows_image_seg_attention_and_report(analysed_study: tuple[Orthanc
     if ARTIFACTS.exists():
         shutil.rmtree(ARTIFACTS)
     ARTIFACTS.mkdir(parents=True)
-    with OhifServer(dist, f"http://127.0.0.1:{pacs.http_port}/dicom-web") as server:
+    dicomweb = f"http://127.0.0.1:{pacs.http_port}/dicom-web"
+    with OhifServer(dist, dicomweb) as server:
         result = _run_browser(server, results, ARTIFACTS)
+    # Stock OHIF (the same configuration without our extension) has no handler for the dermoscopy class.
+    stock_config = APP_CONFIG.read_text(encoding="utf-8").replace(
+        "extensions: [dermoscopySopClassesExtension]", "extensions: []"
+    )
+    assert "extensions: []" in stock_config
+    with OhifServer(dist, dicomweb, app_config=stock_config.encode("utf-8")) as server:
+        stock = _run_browser(server, results, ARTIFACTS / "stock-ohif", displaySetsOnly=5)
+    (stock_dms,) = [d for d in stock["steps"]["stock"]["displaySets"] if d["Modality"] == "DMS"]
+    assert stock_dms["unsupported"], "stock OHIF now displays Dermoscopic Photography: drop the extension"
+
     steps = result["steps"]
     source, lesion, levels, report = (steps[k] for k in ("source", "lesion-seg", "attention-levels", "report"))
     geometry = Geometry(source["geometry"])
