@@ -9,6 +9,11 @@ command -v /usr/bin/storescu >/dev/null || need_apt+=(dcmtk)
 command -v dciodvfy >/dev/null || need_apt+=(dicom3tools)
 command -v Orthanc >/dev/null || need_apt+=(orthanc)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# The browser test (tests/viewer): Orthanc's DICOMweb plugin, Debian's chromium, Node.js for puppeteer-core.
+[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need_apt+=(orthanc-dicomweb)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -31,6 +36,9 @@ command -v "$PY" >/dev/null || PY=python3
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel from this machine's disk.
 .venv/bin/pip install -q -e '.[test]'
 .venv/bin/python -c "import dermnode, dicom_node, inference, workers, torch; print('torch', torch.__version__)"
+
+# npm: puppeteer-core (pinned, never downloads a browser) and the pinned prebuilt OHIF (@ohif/app).
+bash tests/viewer/setup.sh
 
 .venv/bin/ruff check dermnode dicom_node inference workers tests bench
 .venv/bin/mypy
