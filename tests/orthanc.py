@@ -28,16 +28,10 @@ from tests import dcmtk
 ORTHANC = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
-# Forward what a modality sent (dermoscopy DMS, legacy VL photographic XC), never our own outputs
-# (SEG, SR): a loop otherwise. The original stays in Orthanc (no Delete()).
-AUTO_ROUTING_LUA = """
-function OnStoredInstance(instanceId, tags, metadata, origin)
-  local modality = tags['Modality']
-  if (modality == 'DMS' or modality == 'XC') and origin['RemoteAet'] ~= 'DERMNODE' then
-    SendToModality(instanceId, 'dermnode')
-  end
-end
-"""
+# Forward what a modality sent, never the node's outputs: the script docker/compose.yaml's Orthanc runs.
+AUTO_ROUTING_LUA = (Path(__file__).resolve().parents[1] / "docker" / "orthanc" / "autorouting.lua").read_text(
+    encoding="utf-8"
+)
 
 
 def orthanc_binary() -> str:
