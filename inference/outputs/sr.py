@@ -79,8 +79,8 @@ COLOUR_COUNT = hd.sr.CodedConcept("COLCOUNT", LOCAL_SCHEME, "Number of dermoscop
 # measurement with the Code Meaning of each NUM and shows no CODE value.
 MELANOMA_PROBABILITY = hd.sr.CodedConcept("MELPROB", LOCAL_SCHEME, "Melanoma probability")
 MELANOMA_CALL_THRESHOLD = {
-    True: hd.sr.CodedConcept("MELTHR-Y", LOCAL_SCHEME, "Suspicious for melanoma: yes, threshold"),
-    False: hd.sr.CodedConcept("MELTHR-N", LOCAL_SCHEME, "Suspicious for melanoma: no, threshold"),
+    True: hd.sr.CodedConcept("MELTHR-Y", LOCAL_SCHEME, "Melanoma call: yes, threshold"),
+    False: hd.sr.CodedConcept("MELTHR-N", LOCAL_SCHEME, "Melanoma call: no, threshold"),
 }
 
 NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
@@ -323,8 +323,8 @@ def _outline_group(
 def _viewer_summary(prediction: LesionPrediction) -> list[hd.sr.Measurement]:
     """The classification as three named NUMs that a viewer labelling NUMs by name can show.
 
-    "Called class: <class>" = its probability, "Melanoma probability" and "Suspicious for melanoma:
-    yes|no, threshold" = the operating threshold. The same facts are coded in the classification group;
+    "Called class: <class>" = its probability, "Melanoma probability" and "Melanoma call: yes|no,
+    threshold" = the operating threshold. The same facts are coded in the classification group;
     these private, pre-coordinated concepts exist because OHIF shows the Code Meaning of NUM items only.
     """
     called = prediction.predicted

@@ -262,7 +262,7 @@ def test_ohif_shows_image_seg_attention_and_report(analysed_study: tuple[Orthanc
     assert len(np.unique(changed, axis=0)) > 0.3 * geometry.rows * geometry.columns
 
     # 4. The SR opens without an error boundary; the outline is drawn on the lesion's border; the called
-    #    class and the melanoma probability are on the page.
+    #    class, the melanoma probability and the call are on the page.
     assert "Something went wrong" not in report["pageText"]
     assert not result["pageErrors"], result["pageErrors"]
     (outline,) = report["polylines"]
@@ -276,3 +276,5 @@ def test_ohif_shows_image_seg_attention_and_report(analysed_study: tuple[Orthanc
     text = report["svgText"] + report["pageText"]
     assert f"{called}:" in text and called.startswith("Called class: ")
     assert f"Melanoma probability: {melanoma:.2f}" in text
+    call = _num(results.report, "MELTHR-").ConceptNameCodeSequence[0].CodeMeaning  # the call and its threshold
+    assert f"{call}:" in text and call.startswith("Melanoma call: ")

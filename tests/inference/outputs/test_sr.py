@@ -174,7 +174,7 @@ def test_report_reads_back_with_the_predictions(
     assert [m.name.meaning for m in summary] == [
         "Called class: Malignant melanoma",
         "Melanoma probability",
-        "Suspicious for melanoma: yes, threshold",
+        "Melanoma call: yes, threshold",
     ]
     assert [m.value for m in summary] == pytest.approx([0.62, prediction.melanoma_probability, 0.4])
     (outline_call,) = [q for q in outline_group.get_qualitative_evaluations() if q.name.value == "MELCALL"]
