@@ -1,6 +1,7 @@
 """What the dermatologist sees: dermnode's results opened in OHIF, in a real browser.
 
-The whole loop on loopback, with ephemeral ports: a real HAM10000 dermatoscope JPEG becomes a
+The whole loop on loopback, with ephemeral ports: a real HAM10000 dermatoscope JPEG, as it is and
+seen through a circular dermoscope field (black corners, re-saved as a baseline JPEG), becomes a
 Dermoscopic Photography study (``dermnode wrap-jpeg``), goes to Orthanc (with its DICOMweb plugin),
 which routes it to the node; the node stores its SEGs and SR back into the study. OHIF (the pinned
 npm ``@ohif/app``, configured by ``docker/ohif/app-config.js``) is served next to a DICOMweb proxy, and
@@ -36,6 +37,7 @@ from PIL import Image
 from pydicom import Dataset
 from scipy import ndimage
 
+from inference.outputs.pixels import rgb_pixels
 from tests import dcmtk
 from tests.conftest import SHARED_DATA
 from tests.orthanc import OrthancPACS, orthanc_binary
@@ -48,6 +50,8 @@ ARTIFACTS = HERE.parent / "artifacts" / "viewer"
 # A HAM10000 melanoma from the validation split, outside the ISIC_0024316-0024717 range whose
 # ground-truth masks are inverted (DESIGN.md), so its mask marks the lesion.
 IMAGE_ID = "ISIC_0028493"
+#: The two ways the image is sent: as the JPEG file itself, and through a circular dermoscope field.
+CASES = ("plain", "circular-field")
 RESULTS_TIMEOUT_S = 300.0
 BROWSER_TIMEOUT_S = 480
 
@@ -63,8 +67,19 @@ class Results:
     report: Dataset
 
 
-@pytest.fixture
-def analysed_study(tmp_path: Path) -> Iterator[tuple[OrthancPACS, Results]]:
+def _circular_field(image: Path, out: Path) -> Path:
+    """The photograph as a dermoscope with a round field of view takes it: black outside a circle."""
+    rgb = np.asarray(Image.open(image).convert("RGB")).copy()
+    rows, columns = rgb.shape[:2]
+    ys, xs = np.mgrid[0:rows, 0:columns]
+    outside = (xs - (columns - 1) / 2) ** 2 + (ys - (rows - 1) / 2) ** 2 > (0.45 * columns) ** 2
+    rgb[outside] = 0
+    Image.fromarray(rgb).save(out, format="JPEG", quality=95)  # baseline, 4:2:0 like the camera's
+    return out
+
+
+@pytest.fixture(params=CASES)
+def analysed_study(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, OrthancPACS, Results]]:
     if not (SHARED_DATA / "images" / f"{IMAGE_ID}.jpg").is_file():
         pytest.skip(f"shared dermoscopy data not found at {SHARED_DATA}")
     require_browser_tools()
@@ -80,14 +95,17 @@ def analysed_study(tmp_path: Path) -> Iterator[tuple[OrthancPACS, Results]]:
         node.wait_listening()
         pacs.start(binary)
         study = tmp_path / "study"
+        jpeg = SHARED_DATA / "images" / f"{IMAGE_ID}.jpg"
+        if request.param == "circular-field":
+            jpeg = _circular_field(jpeg, tmp_path / f"{IMAGE_ID}.jpg")
         subprocess.run(
-            [sys.executable, "-m", "dermnode.cli", "wrap-jpeg", str(SHARED_DATA / "images" / f"{IMAGE_ID}.jpg"),
+            [sys.executable, "-m", "dermnode.cli", "wrap-jpeg", str(jpeg),
              "--out", str(study), "--patient-id", "OHIF-TEST", "--patient-name", "Viewer^Test"],
             check=True, capture_output=True, text=True, timeout=60,
         )
         sent = dcmtk.storescu(pacs.dicom_port, sorted(study.glob("*.dcm")), called="ORTHANC")
         assert sent.returncode == 0, f"storescu → Orthanc failed:\n{sent.stdout}{sent.stderr}\n{pacs.logs()}"
-        yield pacs, _wait_for_results(pacs, node)
+        yield request.param, pacs, _wait_for_results(pacs, node)
     finally:
         pacs.stop()
         node.stop()
@@ -209,25 +227,33 @@ def _ground_truth_mask() -> npt.NDArray[np.bool_]:
 # --- the test ------------------------------------------------------------------------------------
 
 
-def test_ohif_shows_image_seg_attention_and_report(analysed_study: tuple[OrthancPACS, Results]) -> None:
-    pacs, results = analysed_study
+def test_ohif_shows_image_seg_attention_and_report(analysed_study: tuple[str, OrthancPACS, Results]) -> None:
+    case, pacs, results = analysed_study
     dist = ohif_dist()
-    if ARTIFACTS.exists():
-        shutil.rmtree(ARTIFACTS)
-    ARTIFACTS.mkdir(parents=True)
+    artifacts = ARTIFACTS / case
+    if artifacts.exists():
+        shutil.rmtree(artifacts)
     dicomweb = f"http://127.0.0.1:{pacs.http_port}/dicom-web"
     with OhifServer(dist, dicomweb) as server:
-        result = _run_browser(server, results, ARTIFACTS)
+        result = _run_browser(server, results, artifacts)
+    _check_viewer(result, results, sent=rgb_pixels(results.image).astype(float).mean(axis=2))
+    if case == "plain":
+        _check_stock_ohif_gap(dist, dicomweb, results, artifacts)
+
+
+def _check_stock_ohif_gap(dist: Path, dicomweb: str, results: Results, artifacts: Path) -> None:
     # Stock OHIF (the same configuration without our extension) has no handler for the dermoscopy class.
     stock_config = APP_CONFIG.read_text(encoding="utf-8").replace(
         "extensions: [dermoscopySopClassesExtension]", "extensions: []"
     )
     assert "extensions: []" in stock_config
     with OhifServer(dist, dicomweb, app_config=stock_config.encode("utf-8")) as server:
-        stock = _run_browser(server, results, ARTIFACTS / "stock-ohif", displaySetsOnly=5)
+        stock = _run_browser(server, results, artifacts / "stock-ohif", displaySetsOnly=5)
     (stock_dms,) = [d for d in stock["steps"]["stock"]["displaySets"] if d["Modality"] == "DMS"]
     assert stock_dms["unsupported"], "stock OHIF now displays Dermoscopic Photography: drop the extension"
 
+
+def _check_viewer(result: dict[str, Any], results: Results, sent: npt.NDArray[np.float64]) -> None:
     steps = result["steps"]
     source, lesion, levels, report = (steps[k] for k in ("source", "lesion-seg", "attention-levels", "report"))
     geometry = Geometry(source["geometry"])
@@ -240,8 +266,7 @@ def test_ohif_shows_image_seg_attention_and_report(analysed_study: tuple[Orthanc
     page_rows, page_cols = geometry.page_pixels_in_image(shot.shape[:2])
     index = geometry.image_index(page_rows, page_cols)
     shown = shot[page_rows, page_cols].astype(float).mean(axis=1)
-    pixels = np.asarray(Image.open(SHARED_DATA / "images" / f"{IMAGE_ID}.jpg").convert("L"), dtype=float)
-    truth = pixels[index[:, 0], index[:, 1]]
+    truth = sent[index[:, 0], index[:, 1]]
     assert np.corrcoef(shown, truth)[0, 1] > 0.9, "the viewport does not show the source image"
 
     # 2. The lesion SEG loads and its overlay covers the segmented lesion, inside the real lesion.
