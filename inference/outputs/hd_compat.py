@@ -25,14 +25,15 @@ Each function names the gap it closes; everything else is built by highdicom's o
    derives it from the SEG's own SOP Instance UID instead.
 7. Viewer compatibility, not a highdicom defect: the SEG loader of OHIF 3.x (cornerstone's adapter)
    reads ``SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient`` and
-   ``...PixelMeasuresSequence[0]`` unconditionally, so a SEG of a photograph (no Frame of Reference,
-   hence neither group from highdicom) never loads. :func:`add_viewer_functional_groups` adds a shared
+   ``...PixelMeasuresSequence[0]`` unconditionally; for a photograph (no Frame of Reference) highdicom
+   writes no Plane Orientation, and Pixel Measures only when the source has Pixel Spacing, so the SEG
+   never loads. :func:`add_viewer_functional_groups` adds a shared
    Plane Orientation (Patient) of ``1\\0\\0\\0\\1\\0`` (row direction +x, column direction +y, the
    orientation viewers assume for an image without one) and, for a source without Pixel Spacing, a
    nominal Pixel Measures of 1 x 1 (the unit spacing viewers assume for an uncalibrated image) with
-   Slice Thickness 1 (highdicom's reader requires both). PS3.3 Table A.51-2 (2024c) permits these
-   groups without a Frame of Reference only as "may be present" for patient-relative frames, so this
-   is a documented compatibility measure (conformance statement 8.1.2); dciodvfy accepts it.
+   Slice Thickness 1 (highdicom's reader requires both). PS3.3 Table A.51-2 (2024c) foresees these
+   groups only with a patient-relative Frame of Reference, which a photograph's SEG lacks, so this is
+   a documented compatibility measure (conformance statement 8.1.2); dciodvfy accepts it.
 8. highdicom writes every CONTAINER with Continuity Of Content CONTINUOUS, which tells a renderer to
    run the children together as one text: DCMTK's ``dsr2html`` then prints a measurement group as one
    line of numbers without their names. :func:`separate_containers` sets SEPARATE on every CONTAINER
