@@ -27,7 +27,8 @@ def check_outputs(files: list[Path], n_images: int, study_uid: str) -> None:
     datasets = [dcmread(f) for f in files]
     segs = [d for d in datasets if d.SOPClassUID == SEG]
     srs = [d for d in datasets if d.Modality == "SR"]
-    lesion_segs = [d for d in segs if d.SegmentationType == "BINARY"]
+    lesion_segs = [d for d in segs if d.ContentLabel == "LESION"]
+    assert len([d for d in segs if d.ContentLabel == "ATTENTION_LEVELS"]) == n_images
     assert len(lesion_segs) == n_images, [d.SeriesDescription for d in datasets]
     assert len(srs) == 1
     for f, d in zip(files, datasets, strict=True):
@@ -49,5 +50,9 @@ def studies_listing(data_dir: Path) -> str:
     ).stdout
 
 
+#: Objects per image: lesion SEG, attention SEG (FRACTIONAL), attention-levels SEG (BINARY).
+PER_IMAGE_OBJECTS = 3
+
+
 def expected_objects(n_images: int) -> int:
-    return 2 * n_images + 1  # lesion SEG + attention SEG per image, one SR
+    return PER_IMAGE_OBJECTS * n_images + 1  # plus one SR

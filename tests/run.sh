@@ -9,8 +9,12 @@ command -v /usr/bin/storescu >/dev/null || need_apt+=(dcmtk)
 command -v dciodvfy >/dev/null || need_apt+=(dicom3tools)
 command -v Orthanc >/dev/null || need_apt+=(orthanc)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
-command -v chromium >/dev/null || need_apt+=(chromium)   # the status page test (tests/ops/test_status_page.py)
-command -v npm >/dev/null || need_apt+=(nodejs npm)
+# Browser tests (tests/viewer: OHIF; tests/ops: the status page): Orthanc's DICOMweb plugin, Debian's
+# chromium, Node.js for puppeteer-core.
+[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need_apt+=(orthanc-dicomweb)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -36,6 +40,8 @@ command -v "$PY" >/dev/null || PY=python3
 
 # puppeteer-core drives Debian's chromium (it downloads no browser).
 (cd tests/browser && npm install --no-audit --no-fund --silent)
+# npm: puppeteer-core (pinned, never downloads a browser) and the pinned prebuilt OHIF (@ohif/app).
+bash tests/viewer/setup.sh
 
 .venv/bin/ruff check dermnode dicom_node inference workers tests bench
 .venv/bin/mypy

@@ -33,7 +33,7 @@ LOG = logging.getLogger("dermnode.delivery")
 DELIVER_TASK = "dermnode.deliver"
 
 #: Send order: segmentations before the report that references them.
-_KIND_ORDER = {"seg": 0, "attention-seg": 1, "sr": 2}
+_KIND_ORDER = {"seg": 0, "attention-seg": 1, "attention-levels-seg": 2, "sr": 3}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The one entry point from a study's predictions to its DICOM outputs, each read back before it is returned.
 
-Per image a BINARY lesion SEG (and, with attention, a FRACTIONAL Grad-CAM SEG); per study one TID 1500 SR
-that references them. Nothing is returned that highdicom's own reader rejects.
+Per image a BINARY lesion SEG (and, with attention, a FRACTIONAL Grad-CAM SEG and a BINARY SEG of its top
+10/25/50 % levels); per study one TID 1500 SR that references the lesion SEGs. Nothing is returned that
+highdicom's own reader rejects.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ from pydicom import Dataset
 
 from inference.models.prediction import LesionPrediction
 from inference.outputs.readback import validate_readback
-from inference.outputs.seg import build_attention_segmentation, build_segmentation
+from inference.outputs.seg import (
+    build_attention_levels_segmentation,
+    build_attention_segmentation,
+    build_segmentation,
+)
 from inference.outputs.sr import build_report
 
 
 @dataclass(frozen=True)
 class OutputObject:
-    """One built object and its kind: ``seg``, ``attention-seg`` or ``sr`` (also its send order)."""
+    """One built object and its kind: ``seg``, ``attention-seg``, ``attention-levels-seg`` or ``sr`` (also its send
+    order)."""
 
     kind: str
     dataset: Dataset
@@ -45,13 +51,20 @@ def build_outputs(
     ]
     objects = [OutputObject("seg", s) for s in segs]
     if attention:
+        with_attention = [(ds, p) for ds, p in zip(sources, predictions, strict=True) if p.attention is not None]
         objects += [
             OutputObject(
                 "attention-seg",
                 build_attention_segmentation(ds, p, uid_prefix=uid_prefix, content_datetime=content_datetime),
             )
-            for ds, p in zip(sources, predictions, strict=True)
-            if p.attention is not None
+            for ds, p in with_attention
+        ]
+        objects += [
+            OutputObject(
+                "attention-levels-seg",
+                build_attention_levels_segmentation(ds, p, uid_prefix=uid_prefix, content_datetime=content_datetime),
+            )
+            for ds, p in with_attention
         ]
     report = build_report(
         sources, segs, predictions, uid_prefix=uid_prefix, content_datetime=content_datetime,

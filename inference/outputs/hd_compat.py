@@ -23,6 +23,21 @@ Each function names the gap it closes; everything else is built by highdicom's o
    sources in Comprehensive (3D) SR (PS3.3 A.35.13.3).
 6. highdicom gives every SEG a random Dimension Organization UID; :func:`derive_dimension_organization`
    derives it from the SEG's own SOP Instance UID instead.
+7. Viewer compatibility, not a highdicom defect: the SEG loader of OHIF 3.x (cornerstone's adapter)
+   reads ``SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient`` and
+   ``...PixelMeasuresSequence[0]`` unconditionally; for a photograph (no Frame of Reference) highdicom
+   writes no Plane Orientation, and Pixel Measures only when the source has Pixel Spacing, so the SEG
+   never loads. :func:`add_viewer_functional_groups` adds a shared
+   Plane Orientation (Patient) of ``1\\0\\0\\0\\1\\0`` (row direction +x, column direction +y, the
+   orientation viewers assume for an image without one) and, for a source without Pixel Spacing, a
+   nominal Pixel Measures of 1 x 1 (the unit spacing viewers assume for an uncalibrated image) with
+   Slice Thickness 1 (highdicom's reader requires both). PS3.3 Table A.51-2 (2024c) foresees these
+   groups only with a patient-relative Frame of Reference, which a photograph's SEG lacks, so this is
+   a documented compatibility measure (conformance statement 8.1.2); dciodvfy accepts it.
+8. highdicom writes every CONTAINER with Continuity Of Content CONTINUOUS, which tells a renderer to
+   run the children together as one text: DCMTK's ``dsr2html`` then prints a measurement group as one
+   line of numbers without their names. :func:`separate_containers` sets SEPARATE on every CONTAINER
+   (PS3.3 C.17.3.2.2: the items are separate statements, as they are in TID 1500).
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ from datetime import datetime
 import highdicom as hd
 from highdicom.sr.templates import _get_coded_modality
 from pydicom import Dataset
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.valuerep import DA, DT, TM
@@ -40,6 +56,7 @@ from pydicom.valuerep import DA, DT, TM
 from inference.outputs.identity import DEFAULT_UID_PREFIX, derive_uid
 
 DERMOSCOPY_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.77.1.7"
+VIEWER_IMAGE_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 PIXELS_UNIT = hd.sr.CodedConcept("{pixels}", "UCUM", "Pixels")
 # DCM 260753009 "Source" is the concept name highdicom itself gives image library entries.
 _SOURCE = hd.sr.CodedConcept("260753009", "SCT", "Source")
@@ -133,7 +150,7 @@ def measurement_report(
 
 
 def drop_referenced_frame_numbers(group: hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations) -> None:
-    """Remove Referenced Frame Number from the SEG reference of a TID 1411 group (see gap 2)."""
+    """Remove Referenced Frame Number from the SEG reference of a TID 1410 group (see gap 2)."""
     for item in group[0].ContentSequence:
         if item.ValueType != "IMAGE" or item.ReferencedSOPSequence[0].ReferencedSOPClassUID != (
             "1.2.840.10008.5.1.4.1.1.66.4"
@@ -166,6 +183,29 @@ def derive_dimension_organization(seg: hd.seg.Segmentation, prefix: str = DEFAUL
     for item in seg.get("DimensionIndexSequence", []):
         if "DimensionOrganizationUID" in item:
             item.DimensionOrganizationUID = uid
+
+
+def add_viewer_functional_groups(seg: hd.seg.Segmentation) -> None:
+    """Add shared Plane Orientation and (if missing) nominal Pixel Measures groups for OHIF (gap 7).
+
+    Groups highdicom already wrote (Pixel Measures from a calibrated source) are kept unchanged.
+    """
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    if "PlaneOrientationSequence" not in shared:
+        shared.PlaneOrientationSequence = hd.PlaneOrientationSequence(
+            coordinate_system="PATIENT", image_orientation=VIEWER_IMAGE_ORIENTATION
+        )
+    if "PixelMeasuresSequence" not in shared:
+        measures: DicomSequence = hd.PixelMeasuresSequence(pixel_spacing=(1.0, 1.0), slice_thickness=1.0)
+        shared.PixelMeasuresSequence = measures
+
+
+def separate_containers(ds: Dataset) -> None:
+    """Set Continuity Of Content to SEPARATE on ``ds`` (if a CONTAINER) and every CONTAINER below it (gap 8)."""
+    if ds.get("ValueType") == "CONTAINER":
+        ds.ContinuityOfContent = "SEPARATE"
+    for item in ds.get("ContentSequence", []):
+        separate_containers(item)
 
 
 def measurement_about(

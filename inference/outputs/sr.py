@@ -5,15 +5,22 @@ Content tree (PS3.16 TID 1500), built by highdicom's templates:
 * observer context: a device observer (the dermnode algorithms), procedure reported SCT 446078004
   "Dermoscopic photography", an image library listing every source image (via
   :func:`inference.outputs.hd_compat.measurement_report`, because highdicom cannot code the dermoscopy modality);
-* per image, three measurement groups, each with its own tracking identifier and tracking UID:
+* per image, three measurement groups about the one lesion, all with the lesion's tracking UID (the
+  SEG segment's), so a viewer that merges groups by tracking UID (OHIF does) sees one finding:
 
-  1. TID 1501 classification: finding = the called class (the bundle's decision rule, see
+  1. TID 1410 with the lesion outline as a SCOORD POLYLINE and the ABCD features, led by a viewer
+     summary (see :func:`_viewer_summary`): the called class, the melanoma probability and the call as
+     named NUM items, the only kind of item OHIF labels on the outline; first because OHIF shows the
+     first five labels of the merged groups;
+  2. TID 1501 classification: finding = the called class (the bundle's decision rule, see
      :func:`inference.models.prediction.decide`); the top-3 differential by probability (DCM 111023, each with
      its probability); the probability of every class (DCM 122157, with an "Associated finding" modifier
      naming the class); DCM 111047 "Probability of cancer" for any malignancy and for melanoma; the
      operating threshold (DCM 122411) and the resulting call, Positive/Negative;
-  2. TID 1411 referencing segment 1 of the image's lesion SEG (tracking UID = the SEG segment's);
-  3. TID 1410 with the lesion outline as a SCOORD POLYLINE (which OHIF draws) and the ABCD features.
+  3. TID 1410 referencing segment 1 of the image's lesion SEG.
+
+  An image with nothing segmented has no outline: groups 2 and 3 only (OHIF cannot draw those).
+* every CONTAINER has Continuity Of Content SEPARATE (:func:`inference.outputs.hd_compat.separate_containers`).
 
 Codes are from pydicom's dictionaries (DICOM PS3.16) except the ``99DERMN`` concepts below, a private
 coding scheme declared in the Coding Scheme Identification Sequence, for which DICOM has no code.
@@ -45,6 +52,7 @@ from inference.outputs.hd_compat import (
     evaluation_with_probability,
     measurement_about,
     measurement_report,
+    separate_containers,
     stamp_creation,
 )
 from inference.outputs.identity import DEFAULT_UID_PREFIX, derive_uid
@@ -69,6 +77,13 @@ ASYMMETRY = hd.sr.CodedConcept("ASYM", LOCAL_SCHEME, "Asymmetry index")
 BORDER_IRREGULARITY = hd.sr.CodedConcept("BORDER", LOCAL_SCHEME, "Border irregularity index")
 COLOUR_VARIEGATION = hd.sr.CodedConcept("COLVAR", LOCAL_SCHEME, "Colour variegation index")
 COLOUR_COUNT = hd.sr.CodedConcept("COLCOUNT", LOCAL_SCHEME, "Number of dermoscopic colours")
+# The viewer summary (first items of the outline group): pre-coordinated names, because OHIF labels a
+# measurement with the Code Meaning of each NUM and shows no CODE value.
+MELANOMA_PROBABILITY = hd.sr.CodedConcept("MELPROB", LOCAL_SCHEME, "Melanoma probability")
+MELANOMA_CALL_THRESHOLD = {
+    True: hd.sr.CodedConcept("MELTHR-Y", LOCAL_SCHEME, "Melanoma call: yes, threshold"),
+    False: hd.sr.CodedConcept("MELTHR-N", LOCAL_SCHEME, "Melanoma call: no, threshold"),
+}
 
 NO_UNITS = hd.sr.CodedConcept("1", "UCUM", "no units")
 MILLIMETRE = hd.sr.CodedConcept("mm", "UCUM", "millimeter")
@@ -127,15 +142,16 @@ def build_report(
     for i in order:
         source, seg, prediction = sources[i], segmentations[i], predictions[i]
         try:
-            groups.append(_classification_group(source, prediction, uid_prefix))
             if not prediction.mask.any():  # nothing segmented: an empty SEG, area 0, no outline
+                groups.append(_classification_group(source, prediction, uid_prefix))
                 groups.append(_segmentation_group(source, seg, prediction, _area(0.0, _calibrated(source)), uid_prefix))
                 continue
             features = _features(source, prediction, images[i])
+            groups.append(_outline_group(source, prediction, features, uid_prefix))
+            groups.append(_classification_group(source, prediction, uid_prefix))
             groups.append(
                 _segmentation_group(source, seg, prediction, _area(features.area, features.calibrated), uid_prefix)
             )
-            groups.append(_outline_group(source, prediction, features, uid_prefix))
         except (ValueError, TypeError) as e:
             raise OutputError(f"Could not build the report content for instance {source.SOPInstanceUID}: {e}") from e
 
@@ -186,6 +202,7 @@ def build_report(
     except (ValueError, TypeError, AttributeError) as e:
         uids = ", ".join(str(ds.SOPInstanceUID) for ds in ordered_sources)
         raise OutputError(f"Could not build the report {sop_uid} on instances {uids}: {e}") from e
+    separate_containers(report)
     stamp_creation(report, content_datetime)
     return report
 
@@ -211,12 +228,10 @@ def _classification_group(
         )
         for label, p in prediction.ranked(DIFFERENTIAL_SIZE)
     ]
-    evaluations.append(
-        hd.sr.QualitativeEvaluation(name=SUSPICIOUS_FOR_MELANOMA, value=POSITIVE if prediction.suspicious else NEGATIVE)
-    )
+    evaluations.append(_melanoma_call(prediction))
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=derive_uid("classification-tracking", [str(source.SOPInstanceUID)], prefix),
+            uid=lesion_tracking_uid(source, prefix),
             identifier=f"Classification of image {_instance_number(source)}",
         ),
         finding_type=_coded(prediction.predicted.code),
@@ -286,6 +301,7 @@ def _outline_group(
     )
     length_unit = MILLIMETRE if features.calibrated else PIXELS
     measurements = [
+        *_viewer_summary(prediction),
         _area(features.area, features.calibrated),
         hd.sr.Measurement(
             name=codes.SCT.Diameter,
@@ -303,7 +319,7 @@ def _outline_group(
         ]
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=derive_uid("lesion-outline-tracking", [str(source.SOPInstanceUID)], prefix),
+            uid=lesion_tracking_uid(source, prefix),
             identifier=f"{lesion_tracking_id(source)} (outline)",
         ),
         referenced_region=region,
@@ -311,6 +327,46 @@ def _outline_group(
         algorithm_id=_algorithm_id(prediction.segmenter),
         finding_sites=_finding_sites(source),
         measurements=measurements,
+        qualitative_evaluations=[_melanoma_call(prediction)],
+    )
+
+
+def _viewer_summary(prediction: LesionPrediction) -> list[hd.sr.Measurement]:
+    """The classification as three named NUMs that a viewer labelling NUMs by name can show.
+
+    "Called class: <class>" = its probability, "Melanoma probability" and "Melanoma call: yes|no,
+    threshold" = the operating threshold. The same facts are coded in the classification group;
+    these private, pre-coordinated concepts exist because OHIF shows the Code Meaning of NUM items only.
+    """
+    called = prediction.predicted
+    index = prediction.labels.index(called)
+    return [
+        hd.sr.Measurement(
+            name=_called_class_concept(called),
+            value=_rounded(prediction.probabilities[index]),
+            unit=NO_UNITS,
+        ),
+        hd.sr.Measurement(name=MELANOMA_PROBABILITY, value=_rounded(prediction.melanoma_probability), unit=NO_UNITS),
+        hd.sr.Measurement(
+            name=MELANOMA_CALL_THRESHOLD[prediction.suspicious],
+            value=_rounded(prediction.operating_threshold),
+            unit=NO_UNITS,
+        ),
+    ]
+
+
+def _called_class_concept(label: ClassLabel) -> hd.sr.CodedConcept:
+    """Private concept "Called class: <Code Meaning>" (99DERMN CALL-<code value>), one per class code."""
+    return hd.sr.CodedConcept(
+        value=f"CALL-{label.code.value}",
+        scheme_designator=LOCAL_SCHEME,
+        meaning=f"Called class: {label.code.meaning}"[:64],
+    )
+
+
+def _melanoma_call(prediction: LesionPrediction) -> hd.sr.QualitativeEvaluation:
+    return hd.sr.QualitativeEvaluation(
+        name=SUSPICIOUS_FOR_MELANOMA, value=POSITIVE if prediction.suspicious else NEGATIVE
     )
 
 

@@ -16,7 +16,7 @@ import redis
 from pydicom import dcmread
 
 from tests import dcmtk
-from tests.e2e import check_outputs, expected_objects, serve_args, studies_listing
+from tests.e2e import PER_IMAGE_OBJECTS, check_outputs, expected_objects, serve_args, studies_listing
 from tests.factories import write_study
 from tests.processes import DermnodeProcess
 
@@ -125,9 +125,9 @@ def test_late_instance_triggers_reanalysis_with_a_new_report_version(
         before = {dcmread(f).SOPInstanceUID: dcmread(f) for f in destination.wait_for(expected_objects(1))}
         late = write_study(tmp_path / "b", n_images=1, study_uid=study_uid)
         assert dcmtk.storescu(port, late).returncode == 0
-        after_files = destination.wait_for(len(before) + expected_objects(2) - 2, timeout=120)
+        after_files = destination.wait_for(len(before) + expected_objects(2) - PER_IMAGE_OBJECTS, timeout=120)
         node.wait_for_log(r"study \S+ generation 2 queued")
-        node.wait_for_log(r"delivered 5 object\(s\)")
+        node.wait_for_log(rf"delivered {expected_objects(2)} object\(s\)")
     finally:
         node.stop()
     after = {dcmread(f).SOPInstanceUID: dcmread(f) for f in after_files}

@@ -81,8 +81,8 @@ def test_outputs_are_written_recorded_and_deterministic(
     assert first["state"] == StudyState.ANALYSED, first["reason"]
     assert "no destination configured" in str(first["reason"])
     outputs = list(first["outputs"])  # type: ignore[call-overload]
-    assert len(outputs) == 5 and all(Path(p).is_file() for p in outputs)
-    assert {o["kind"] for o in ledger.outputs(study_uid)} == {"seg", "attention-seg", "sr"}
+    assert len(outputs) == 7 and all(Path(p).is_file() for p in outputs)
+    assert {o["kind"] for o in ledger.outputs(study_uid)} == {"seg", "attention-seg", "attention-levels-seg", "sr"}
     # a redelivered task produces the very same objects (same UIDs), replacing rather than duplicating
     ledger.transition(study_uid, StudyState.QUEUED)
     again = _analyse(runtime, AnalysisJob(study_uid, 1, ()))
@@ -98,7 +98,7 @@ def test_delivery_runs_on_its_own_queue_and_closes_the_study(
         outcome = _analyse(runtime, AnalysisJob(study_uid, 1, (Address("PACS", "127.0.0.1", scp.port),)))
         assert outcome["state"] == StudyState.DELIVERING
         assert _wait_state(ledger, study_uid, {StudyState.DELIVERED, StudyState.FAILED}) == StudyState.DELIVERED
-        assert len(scp.wait_for(3)) == 3
+        assert len(scp.wait_for(4)) == 4
     finally:
         scp.stop()
     [row] = ledger.deliveries(study_uid)

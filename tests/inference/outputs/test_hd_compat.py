@@ -6,13 +6,20 @@ import highdicom as hd
 import pytest
 from pydicom.sr.codedict import codes
 
-from inference.outputs.hd_compat import coded_modality, image_library
+from inference.outputs.hd_compat import (
+    add_viewer_functional_groups,
+    coded_modality,
+    image_library,
+    separate_containers,
+)
+from inference.outputs.seg import build_segmentation
 from tests.factories import (
     DERMOSCOPY_SOP_CLASS,
     SECONDARY_CAPTURE_SOP_CLASS,
     VL_PHOTOGRAPHIC_SOP_CLASS,
     dermoscopy_dataset,
 )
+from tests.inference.predictions import WHEN, make_prediction
 
 
 def test_dermoscopy_is_coded_as_dms_and_other_classes_as_highdicom_does() -> None:
@@ -66,11 +73,11 @@ def test_measurement_about_names_its_subject_and_evaluations_carry_a_probability
 # show the gap in highdicom itself; when one fails, highdicom closed the gap: drop the workaround.
 
 
-def _plain_highdicom_seg() -> hd.seg.Segmentation:
+def _plain_highdicom_seg(pixel_spacing_mm: float | None = 0.02) -> hd.seg.Segmentation:
     import numpy as np
     from pydicom.uid import generate_uid
 
-    source = dermoscopy_dataset()
+    source = dermoscopy_dataset(pixel_spacing_mm=pixel_spacing_mm)
     mask = np.zeros((int(source.Rows), int(source.Columns)), bool)
     mask[10:40, 20:60] = True
     segment = hd.seg.SegmentDescription(
@@ -130,3 +137,34 @@ def test_canary_gap5_measurements_cannot_name_their_subject_nor_evaluations_carr
 def test_canary_gap6_dimension_organization_uid_is_random() -> None:
     uids = {str(_plain_highdicom_seg().DimensionOrganizationSequence[0].DimensionOrganizationUID) for _ in range(2)}
     assert len(uids) == 2
+
+
+def test_canary_gap7_seg_of_a_photograph_has_no_plane_orientation_nor_pixel_measures() -> None:
+    calibrated = _plain_highdicom_seg().SharedFunctionalGroupsSequence[0]
+    assert "PlaneOrientationSequence" not in calibrated and "PixelMeasuresSequence" in calibrated
+    uncalibrated = _plain_highdicom_seg(pixel_spacing_mm=None).SharedFunctionalGroupsSequence[0]
+    assert "PlaneOrientationSequence" not in uncalibrated and "PixelMeasuresSequence" not in uncalibrated
+
+
+def test_canary_gap8_highdicom_writes_continuous_containers() -> None:
+    # Its templates (TID 1500, 1501, 1410, 1600) build containers with this default.
+    assert hd.sr.ContainerContentItem(name=codes.DCM.ImageLibrary).ContinuityOfContent == "CONTINUOUS"
+    assert image_library([dermoscopy_dataset()]).ContinuityOfContent == "CONTINUOUS"
+
+
+def test_separate_containers_reaches_every_container() -> None:
+    library = image_library([dermoscopy_dataset(), dermoscopy_dataset(sop_class_uid=VL_PHOTOGRAPHIC_SOP_CLASS)])
+    separate_containers(library)
+    containers = [library, *library.ContentSequence]
+    assert len(containers) == 3 and {c.ContinuityOfContent for c in containers} == {"SEPARATE"}
+    image = library.ContentSequence[0].ContentSequence[0]
+    assert image.ValueType == "IMAGE" and "ContinuityOfContent" not in image
+
+
+def test_viewer_functional_groups_keep_calibrated_pixel_measures_and_are_idempotent() -> None:
+    seg = build_segmentation(dermoscopy_dataset(pixel_spacing_mm=0.02), make_prediction(), content_datetime=WHEN)
+    add_viewer_functional_groups(seg)  # already applied by build_segmentation: nothing changes
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    assert len(shared.PlaneOrientationSequence) == 1 and len(shared.PixelMeasuresSequence) == 1
+    assert [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing] == [0.02, 0.02]
+    assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]

@@ -12,9 +12,18 @@ import pytest
 from pydicom import dcmread
 
 from dermnode.kernel.errors import OutputError
-from inference.outputs.conventions import ATTENTION_SEG_SERIES_NUMBER, LESION_SEG_SERIES_NUMBER
+from inference.outputs.conventions import (
+    ATTENTION_LEVELS_SEG_SERIES_NUMBER,
+    ATTENTION_SEG_SERIES_NUMBER,
+    LESION_SEG_SERIES_NUMBER,
+)
 from inference.outputs.readback import encode, validate_readback
-from inference.outputs.seg import build_attention_segmentation, build_segmentation
+from inference.outputs.seg import (
+    attention_levels,
+    build_attention_levels_segmentation,
+    build_attention_segmentation,
+    build_segmentation,
+)
 from tests.dciodvfy import dciodvfy_problems
 from tests.factories import (
     DERMOSCOPY_SOP_CLASS,
@@ -62,9 +71,13 @@ def test_lesion_seg_round_trips_pixel_exact_and_validates(tmp_path: Path, spacin
     assert back.SeriesDescription.startswith("Lesion SEG 1.0.0")  # the name does not fit: it is in the equipment
     assert back.ManufacturerModelName == "lesion-segmenter" and back.SoftwareVersions == "1.0.0"
     assert any(item.Manufacturer == "dermnode" for item in back.ContributingEquipmentSequence)
-    if spacing is not None:
-        measures = back.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
-        assert [float(v) for v in measures.PixelSpacing] == [spacing, spacing]
+    shared = back.SharedFunctionalGroupsSequence[0]
+    measures = shared.PixelMeasuresSequence[0]
+    # The source's spacing when it has one; otherwise the nominal 1 x 1 OHIF needs (hd_compat gap 7).
+    expected = spacing if spacing is not None else 1.0
+    assert [float(v) for v in measures.PixelSpacing] == [expected, expected]
+    assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+    assert "PlanePositionSequence" not in shared and "FrameOfReferenceUID" not in back
     validate_readback(seg)
 
 
@@ -106,6 +119,7 @@ def test_attention_seg_is_fractional_in_its_own_series(tmp_path: Path) -> None:
     path = _write(seg, tmp_path / "attention.dcm")
     assert dciodvfy_problems(path) == []
     back = hd.seg.segread(path)
+    assert "PlaneOrientationSequence" in back.SharedFunctionalGroupsSequence[0]  # OHIF's loader needs it
     assert back.SegmentationType == "FRACTIONAL"
     assert back.SegmentationFractionalType == "PROBABILITY"
     assert back.SeriesNumber == ATTENTION_SEG_SERIES_NUMBER
@@ -123,6 +137,52 @@ def test_attention_seg_needs_an_attention_map() -> None:
     source = dermoscopy_dataset(sop_instance_uid="1.2.3.99")
     with pytest.raises(OutputError, match=r"1\.2\.3\.99.*no attention map"):
         build_attention_segmentation(source, make_prediction(attention=False), content_datetime=WHEN)
+    with pytest.raises(OutputError, match=r"attention-levels SEG for instance 1\.2\.3\.99.*no attention map"):
+        build_attention_levels_segmentation(source, make_prediction(attention=False), content_datetime=WHEN)
+
+
+def test_attention_levels_are_disjoint_bands_of_the_top_10_25_50_percent() -> None:
+    rng = np.random.default_rng(7)
+    attention = rng.random((40, 50)).astype(np.float32)
+    attention[:5] = 0.0  # no attention: in no band
+    bands = attention_levels(attention)
+    assert len(bands) == 3
+    assert not (bands[0] & bands[1]).any() and not (bands[1] & bands[2]).any() and not (bands[0] & bands[2]).any()
+    total = attention.size
+    for k, percent in enumerate((10, 25, 50)):
+        union = np.logical_or.reduce(bands[: k + 1])
+        assert abs(union.sum() - total * percent / 100) <= 1  # cumulative: the top p % of the pixels
+        assert attention[union].min() >= attention[~union].max()  # and exactly the hottest ones
+    assert not np.logical_or.reduce(bands)[:5].any()
+    assert [b.sum() for b in attention_levels(np.zeros((8, 8), dtype=np.float32))] == [0, 0, 0]
+
+
+def test_attention_levels_seg_is_binary_with_three_segments_in_its_own_series(tmp_path: Path) -> None:
+    prediction = make_prediction()
+    source = dermoscopy_dataset()
+    seg = build_attention_levels_segmentation(source, prediction, content_datetime=WHEN)
+    path = _write(seg, tmp_path / "levels.dcm")
+    assert dciodvfy_problems(path) == []
+    back = hd.seg.segread(path)
+    assert back.SegmentationType == "BINARY" and back.ContentLabel == "ATTENTION_LEVELS"
+    assert back.SeriesNumber == ATTENTION_LEVELS_SEG_SERIES_NUMBER
+    assert back.SeriesDescription.startswith("Attention levels SEG")
+    assert "PlaneOrientationSequence" in back.SharedFunctionalGroupsSequence[0]
+    others = {
+        build_segmentation(source, prediction, content_datetime=WHEN).SeriesInstanceUID,
+        build_attention_segmentation(source, prediction, content_datetime=WHEN).SeriesInstanceUID,
+    }
+    assert back.SeriesInstanceUID not in others
+    labels = [back.get_segment_description(n).segment_label for n in (1, 2, 3)]
+    assert labels == ["Attention top 10 %", "Attention top 10-25 %", "Attention top 25-50 %"]
+    assert all(back.get_segment_description(n).segmented_property_type.value == "130403" for n in (1, 2, 3))
+    assert prediction.attention is not None
+    expected = attention_levels(prediction.attention)
+    pixels = back.get_pixels_by_source_instance([source.SOPInstanceUID], segment_numbers=[1, 2, 3])
+    for n in range(3):
+        assert np.array_equal(pixels[0, :, :, n].astype(bool), expected[n])
+    assert "RecommendedDisplayCIELabValue" in back.SegmentSequence[0]
+    validate_readback(seg)
 
 
 def test_mask_of_the_wrong_size_is_refused() -> None:

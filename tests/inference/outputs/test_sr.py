@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -151,7 +152,7 @@ def test_report_reads_back_with_the_predictions(
     (call,) = [i for i in _items(first[0]) if i.ConceptNameCodeSequence[0].CodeValue == "MELCALL"]
     assert call.ConceptCodeSequence[0].CodeValue == "10828004"  # Positive: 0.62 >= 0.4
 
-    seg_group, outline_group = roi_groups[0], roi_groups[1]
+    outline_group, seg_group = roi_groups[0], roi_groups[1]  # the outline leads: OHIF labels it
     reference = seg_group.referenced_segmentation_frame
     assert reference is not None
     seg_item = reference[0].ReferencedSOPSequence[0]
@@ -166,8 +167,38 @@ def test_report_reads_back_with_the_predictions(
     area = next(m for m in outline_group.get_measurements() if m.name.value == "42798000")
     assert area.value == pytest.approx(lesion_mask(96, 128).sum() * 0.02 * 0.02)
     assert area.unit.value == "mm2"
-    names = {m.name.value for m in outline_group.get_measurements()}
-    assert names == {"42798000", "81827009", "ASYM", "BORDER", "COLVAR", "COLCOUNT"}
+    names = [m.name.value for m in outline_group.get_measurements()]
+    assert names[:3] == ["CALL-1162635006", "MELPROB", "MELTHR-Y"]  # the viewer summary comes first
+    assert set(names[3:]) == {"42798000", "81827009", "ASYM", "BORDER", "COLVAR", "COLCOUNT"}
+    summary = outline_group.get_measurements()[:3]
+    assert [m.name.meaning for m in summary] == [
+        "Called class: Malignant melanoma",
+        "Melanoma probability",
+        "Melanoma call: yes, threshold",
+    ]
+    assert [m.value for m in summary] == pytest.approx([0.62, prediction.melanoma_probability, 0.4])
+    (outline_call,) = [q for q in outline_group.get_qualitative_evaluations() if q.name.value == "MELCALL"]
+    assert outline_call[0].ConceptCodeSequence[0].CodeValue == "10828004"
+
+    # One lesion, one tracking UID (the SEG segment's): OHIF merges the three groups into one measurement
+    # that has the outline, instead of failing on the two groups without coordinates.
+    assert first.tracking_uid == outline_group.tracking_uid == seg_group.tracking_uid
+    assert image_groups[1].tracking_uid == roi_groups[2].tracking_uid == roi_groups[3].tracking_uid
+    assert image_groups[1].tracking_uid != first.tracking_uid
+    containers = [i for i in _items(sr) if i.ValueType == "CONTAINER"]
+    assert sr.ContinuityOfContent == "SEPARATE"
+    assert containers and {i.ContinuityOfContent for i in containers} == {"SEPARATE"}
+
+
+def test_dsr2html_names_every_value(written: tuple[Path, list[Dataset], list[hd.seg.Segmentation]]) -> None:
+    """With SEPARATE containers dsr2html prints each item with its name, not a run-on line of numbers."""
+    path, _, _ = written
+    if shutil.which("dsr2html") is None:
+        pytest.skip("DCMTK dsr2html is not installed")
+    done = subprocess.run(["dsr2html", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for name in ("Called class", "Melanoma probability", "Probability of cancer", "Area", "Diameter"):
+        assert re.search(rf"<b>{name}[^<]*</b>", done.stdout), name
 
 
 def test_same_sources_give_the_same_report_and_new_content_a_new_one() -> None:
@@ -205,8 +236,12 @@ def test_untrained_models_and_a_negative_call_are_visible(tmp_path: Path) -> Non
     assert "UNTRAINED" in report.SeriesDescription
     texts = [str(i.TextValue) for i in _items(report) if i.ValueType == "TEXT"]
     assert any("UNTRAINED" in t for t in texts)
-    (call,) = _named(report, "MELCALL")
-    assert call.ConceptCodeSequence[0].CodeValue == "260385009"  # Negative: 0.2 < 0.4
+    calls = _named(report, "MELCALL")  # in the classification group and the outline group
+    assert len(calls) == 2
+    assert {c.ConceptCodeSequence[0].CodeValue for c in calls} == {"260385009"}  # Negative: 0.2 < 0.4
+    (summary,) = _named(report, "CALL-400096001")
+    assert summary.ConceptNameCodeSequence[0].CodeMeaning == "Called class: Melanocytic nevus"
+    assert len(_named(report, "MELTHR-N")) == 1
     (finding,) = [i for i in _named(report, "121071") if i.ConceptCodeSequence[0].CodeValue != "52988006"]
     assert finding.ConceptCodeSequence[0].CodeValue == "400096001"  # nv on top
     units = {i.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue for i in _named(report, "42798000")}
@@ -236,11 +271,11 @@ def test_an_image_without_lesion_gets_area_zero_and_no_outline(tmp_path: Path) -
     report.save_as(path, enforce_file_format=True)
     assert dciodvfy_problems(path) == []
     roi_groups = hd.sr.MeasurementReport.from_sequence([validate_readback(report)]).get_planar_roi_measurement_groups()
-    assert len(roi_groups) == 3  # image 1: SEG reference only; image 2: SEG reference and outline
+    assert len(roi_groups) == 3  # image 1: SEG reference only; image 2: outline and SEG reference
     (area,) = roi_groups[0].get_measurements()
     assert area.value == 0.0
     assert roi_groups[0].referenced_segmentation_frame is not None
-    assert roi_groups[1].referenced_segmentation_frame is not None and roi_groups[2].roi is not None
+    assert roi_groups[1].roi is not None and roi_groups[2].referenced_segmentation_frame is not None
 
 
 def test_a_call_that_is_not_the_most_probable_class_says_why(tmp_path: Path) -> None:
