@@ -75,7 +75,9 @@ class NodeHandlers:
         affected_class = str(request.AffectedSOPClassUID or "")
         affected_sop = str(request.AffectedSOPInstanceUID or "")
         try:
-            checked = check_received(event.dataset_path, affected_class, affected_sop)
+            checked = check_received(
+                event.dataset_path, affected_class, affected_sop, self.settings.max_image_pixels
+            )
             path = self.spool.adopt(event.dataset_path, checked.study_uid, checked.sop_instance_uid)
             self.ledger.record_instance(
                 ReceivedInstance(

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dermnode.kernel.addresses import Address, check_ae_title
 from dermnode.kernel.errors import ConfigurationError
+from dermnode.kernel.images import DEFAULT_MAX_IMAGE_PIXELS
 from dermnode.kernel.retry import RetryPolicy
 from dermnode.kernel.uids import DEFAULT_UID_PREFIX
 
@@ -131,6 +132,8 @@ class Settings(BaseModel):
     send_backoff_max_s: float = Field(default=3600.0, ge=0.0)
     max_pdu_size: int = Field(default=131072, ge=0)
     network_timeout_s: float = Field(default=30.0, gt=0.0)
+    #: Intake refuses an image with more pixels (Rows × Columns, or what a compressed frame header claims).
+    max_image_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=1)
     uid_prefix: str = DEFAULT_UID_PREFIX
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -197,6 +200,7 @@ ENVIRONMENT = {
     "DERMNODE_SEGMENTER_BUNDLE": "segmenter_bundle",
     "DERMNODE_DEVICE": "device",
     "DERMNODE_LOG_LEVEL": "log_level",
+    "DERMNODE_MAX_IMAGE_PIXELS": "max_image_pixels",
 }
 
 

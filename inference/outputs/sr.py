@@ -35,6 +35,7 @@ from inference.models.prediction import ClassLabel, CodedConcept, LesionPredicti
 from inference.outputs.contour import lesion_outline
 from inference.outputs.conventions import (
     MANUFACTURER,
+    OUTPUT_CHARACTER_SET,
     REPORT_SERIES_NUMBER,
     lesion_tracking_id,
     lesion_tracking_uid,
@@ -180,6 +181,7 @@ def build_report(
             coding_schemes=_coding_schemes(predictions),
             manufacturer_model_name=_ascii_limited(f"{classifier.name} + {segmenter.name}", 64),
             software_versions=_ascii_limited(f"{classifier.version} + {segmenter.version}", 64),
+            specific_character_set=OUTPUT_CHARACTER_SET,
         )
     except (ValueError, TypeError, AttributeError) as e:
         uids = ", ".join(str(ds.SOPInstanceUID) for ds in ordered_sources)
