@@ -268,6 +268,11 @@ class Ledger:
         with self._tx() as db:
             self._event(db, "instance-rejected", "", sop_instance_uid, {"calling_ae": calling_ae, "reason": reason})
 
+    def record_not_analysed(self, study_uid: str, sop_instance_uid: str, reason: str) -> None:
+        """Audit an instance of a study that analysis had to leave out (the rest of the study goes on)."""
+        with self._tx() as db:
+            self._event(db, "instance-not-analysed", study_uid, sop_instance_uid, {"reason": reason})
+
     # --- state changes ---------------------------------------------------------------------------
     def transition(
         self,

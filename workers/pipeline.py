@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pydicom import Dataset, dcmread
 
 from dermnode.kernel.errors import DermnodeError, InferenceError
@@ -25,7 +27,7 @@ from inference.models.predict import Analyzer
 from inference.models.prediction import LesionPrediction
 from inference.outputs.build import build_outputs
 from inference.outputs.pixels import rgb_pixels
-from inference.outputs.sr import report_uids
+from inference.outputs.sr import NotAnalysed, report_uids
 from workers.delivery import DeliveryScheduler, start_deliveries
 
 LOG = logging.getLogger("dermnode.worker")
@@ -145,17 +147,53 @@ class StudyAnalysis:
         unique = {str(ds.SOPInstanceUID): ds for ds in earlier if str(ds.SOPInstanceUID) != new_uid}
         return list(unique.values()) or None
 
+    def _predict(
+        self, sources: list[Dataset], images: list[npt.NDArray[np.uint8]], skipped: list[NotAnalysed]
+    ) -> list[tuple[Dataset, npt.NDArray[np.uint8], LesionPrediction]]:
+        """Predict the batch; if it fails, each image alone, so one bad image costs only itself."""
+        try:
+            predictions = self.analyzer.analyze(images, attention=self._settings.attention_maps)
+            return list(zip(sources, images, predictions, strict=True))
+        except InferenceError as e:
+            if len(images) == 1:
+                skipped.append(NotAnalysed(str(sources[0].SOPInstanceUID), str(e)))
+                return []
+        pairs = zip(sources, images, strict=True)
+        return [kept for ds, image in pairs for kept in self._predict([ds], [image], skipped)]
+
     def _analyse(self, job: AnalysisJob) -> list[Path]:
         instances = self.ledger.instances(job.study_uid)
         if not instances:
             raise DermnodeError(f"study {job.study_uid} has no instances in the ledger")
-        sources = [_read_spooled(i.path, i.sop_instance_uid) for i in instances]
-        images = [rgb_pixels(ds) for ds in sources]
-        predictions = self.analyzer.analyze(images, attention=self._settings.attention_maps)
+        sources: list[Dataset] = []
+        images: list[npt.NDArray[np.uint8]] = []
+        skipped: list[NotAnalysed] = []
+        for instance in instances:
+            try:
+                ds = _read_spooled(instance.path, instance.sop_instance_uid)
+                image = rgb_pixels(ds)
+            except InferenceError as e:  # this image only: the others of the study are still analysed
+                skipped.append(NotAnalysed(instance.sop_instance_uid, str(e)))
+                continue
+            sources.append(ds)
+            images.append(image)
+        analysed = self._predict(sources, images, skipped) if sources else []
+        sources = [ds for ds, _, _ in analysed]
+        images = [image for _, image, _ in analysed]
+        predictions = [prediction for _, _, prediction in analysed]
+        for item in skipped:
+            LOG.warning("study %s: image %s not analysed: %s", job.study_uid, item.sop_instance_uid, item.reason)
+            self.ledger.record_not_analysed(job.study_uid, item.sop_instance_uid, item.reason)
+        if not sources:
+            raise InferenceError(
+                f"none of the {len(instances)} image(s) of study {job.study_uid} could be analysed: "
+                + "; ".join(item.note() for item in skipped)
+            )
         objects = build_outputs(
             sources, images, predictions, uid_prefix=self._settings.uid_prefix, content_datetime=self._clock(),
             attention=self._settings.attention_maps,
             previous_reports=self._previous_reports(job, sources, predictions),
+            not_analysed=skipped,
         )
         outbox = self._settings.outbox_dir / job.study_uid / f"g{job.generation}"
         paths = []
@@ -166,6 +204,6 @@ class StudyAnalysis:
             self.ledger.record_output(job.study_uid, job.generation, str(ds.SOPInstanceUID), kind,
                                       str(ds.SOPClassUID), path)
             paths.append(path)
-        LOG.info("study %s: %d image(s) analysed, %d object(s) in %s", job.study_uid, len(sources),
-                 len(paths), outbox)
+        LOG.info("study %s: %d image(s) analysed, %d not, %d object(s) in %s", job.study_uid, len(sources),
+                 len(skipped), len(paths), outbox)
         return paths

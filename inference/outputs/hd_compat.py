@@ -23,6 +23,9 @@ Each function names the gap it closes; everything else is built by highdicom's o
    sources in Comprehensive (3D) SR (PS3.3 A.35.13.3).
 6. highdicom gives every SEG a random Dimension Organization UID; :func:`derive_dimension_organization`
    derives it from the SEG's own SOP Instance UID instead.
+7. ``MeasurementReport`` cannot add the study-level "Qualitative Evaluations" container of TID 1500
+   (UMLS C0034375, after Imaging Measurements), where dermnode says which image was not analysed
+   and why: :func:`measurement_report` appends it with one TEXT (DCM 121106 "Comment") per note.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from datetime import datetime
 import highdicom as hd
 from highdicom.sr.templates import _get_coded_modality
 from pydicom import Dataset
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.valuerep import DA, DT, TM
@@ -45,6 +49,8 @@ PIXELS_UNIT = hd.sr.CodedConcept("{pixels}", "UCUM", "Pixels")
 _SOURCE = hd.sr.CodedConcept("260753009", "SCT", "Source")
 # In pydicom's SNOMED CT dictionary as "Associated finding (attribute)".
 ASSOCIATED_FINDING = hd.sr.CodedConcept("246090004", "SCT", "Associated finding")
+# TID 1500 row 12 (not in pydicom's dictionaries).
+QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 
 
 def coded_modality(sop_class_uid: str) -> Code:
@@ -117,8 +123,10 @@ def measurement_report(
         hd.sr.MeasurementsAndQualitativeEvaluations | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
     ],
     referenced_images: Sequence[Dataset],
+    notes: Sequence[str] = (),
 ) -> hd.sr.MeasurementReport:
-    """``hd.sr.MeasurementReport`` with an image library that also accepts dermoscopy images."""
+    """``hd.sr.MeasurementReport`` with an image library that also accepts dermoscopy images, and
+    ``notes`` as TEXT items of a Qualitative Evaluations container (gap 7)."""
     report = hd.sr.MeasurementReport(
         observation_context=observation_context,
         procedure_reported=procedure_reported,
@@ -129,6 +137,17 @@ def measurement_report(
         i for i, item in enumerate(root) if item.ConceptNameCodeSequence[0].CodeValue == "126010"
     )  # DCM 126010 Imaging Measurements, which highdicom always appends last
     root.insert(position, image_library(referenced_images))
+    if notes:
+        evaluations = hd.sr.ContainerContentItem(
+            name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+        )
+        evaluations.ContentSequence = DicomSequence([
+            hd.sr.TextContentItem(
+                name=codes.DCM.Comment, value=note, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+            )
+            for note in notes
+        ])
+        root.append(evaluations)
     return report
 
 

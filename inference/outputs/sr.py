@@ -13,7 +13,9 @@ Content tree (PS3.16 TID 1500), built by highdicom's templates:
      naming the class); DCM 111047 "Probability of cancer" for any malignancy and for melanoma; the
      operating threshold (DCM 122411) and the resulting call, Positive/Negative;
   2. TID 1411 referencing segment 1 of the image's lesion SEG (tracking UID = the SEG segment's);
-  3. TID 1410 with the lesion outline as a SCOORD POLYLINE (which OHIF draws) and the ABCD features.
+  3. TID 1410 with the lesion outline as a SCOORD POLYLINE (which OHIF draws) and the ABCD features;
+* when an image of the study could not be analysed: a Qualitative Evaluations container (UMLS C0034375)
+  with one TEXT "Comment" per such image, naming its SOP Instance UID and the reason.
 
 Codes are from pydicom's dictionaries (DICOM PS3.16) except the ``99DERMN`` concepts below, a private
 coding scheme declared in the Coding Scheme Identification Sequence, for which DICOM has no code.
@@ -22,6 +24,7 @@ coding scheme declared in the Coding Scheme Identification Sequence, for which D
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import highdicom as hd
@@ -75,6 +78,17 @@ SQUARE_MILLIMETRE = hd.sr.CodedConcept("mm2", "UCUM", "square millimeter")
 PIXELS = hd.sr.CodedConcept("{pixels}", "UCUM", "pixels")
 
 
+@dataclass(frozen=True)
+class NotAnalysed:
+    """An image of the study that was received but could not be analysed, and why."""
+
+    sop_instance_uid: str
+    reason: str
+
+    def note(self) -> str:
+        return f"Image {self.sop_instance_uid} was not analysed: {self.reason}"
+
+
 def report_uids(
     sources: Sequence[Dataset],
     classifier: ModelIdentity,
@@ -105,6 +119,7 @@ def build_report(
     series_number: int = REPORT_SERIES_NUMBER,
     rgb_images: Sequence[npt.NDArray[np.uint8] | None] | None = None,
     previous_versions: Sequence[Dataset] | None = None,
+    not_analysed: Sequence[NotAnalysed] = (),
 ) -> hd.sr.Comprehensive3DSR:
     """The study's TID 1500 report; ``sources``, ``segmentations`` and ``predictions`` are aligned.
 
@@ -112,6 +127,7 @@ def build_report(
     ``rgb_images[i]``, when given, is the decoded image for the colour features; otherwise the source
     pixels are decoded, and colour features are left out for a source without Pixel Data.
     ``previous_versions`` are earlier reports on the same study, listed as Predecessor Documents.
+    ``not_analysed`` are images of the study left out, each named with its reason in a TEXT item.
     Raises :class:`OutputError` when the inputs do not fit together.
     """
     _check_inputs(sources, segmentations, predictions, rgb_images)
@@ -158,6 +174,7 @@ def build_report(
             procedure_reported=DERMOSCOPIC_PHOTOGRAPHY,
             imaging_measurements=groups,
             referenced_images=ordered_sources,
+            notes=[item.note() for item in not_analysed],
         )
         report = hd.sr.Comprehensive3DSR(
             evidence=[*ordered_sources, *(segmentations[i] for i in order)],

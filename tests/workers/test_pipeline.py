@@ -6,15 +6,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom import dcmread
 
+from dermnode.kernel.errors import InferenceError
 from dermnode.kernel.messages import Address, AnalysisJob
 from dermnode.kernel.settings import Settings, load_settings
 from dicom_node.ledger import DeliveryState, Ledger, ReceivedInstance, StudyState
 from dicom_node.spool import Spool
 from inference.models.predict import Analyzer
+from inference.models.prediction import LesionPrediction
+from inference.outputs.pixels import rgb_pixels
 from tests import dcmtk
+from tests.dciodvfy import dciodvfy_problems
 from tests.factories import write_study
 from workers.app import WorkerRuntime, build_runtime
 from workers.delivery import Delivery, DeliveryJob
@@ -149,3 +154,72 @@ def test_corrupt_spooled_file_fails_the_study_with_the_reason(
     study = ledger.study(study_uid)
     assert study is not None and study.state == StudyState.FAILED
     assert study.reason.startswith("analysis failed") and inst.sop_instance_uid in study.reason
+
+
+def _report(ledger: Ledger, study_uid: str) -> Path:
+    [sr] = [Path(o["path"]) for o in ledger.outputs(study_uid) if o["kind"] == "sr"]
+    return sr
+
+
+def _comments(path: Path) -> list[str]:
+    report = dcmread(path)
+    return [str(item.TextValue) for container in report.ContentSequence if container.ValueType == "CONTAINER"
+            for item in container.get("ContentSequence", []) if item.ValueType == "TEXT"]
+
+
+def test_a_bad_image_is_left_out_and_named_in_the_report(
+    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
+) -> None:
+    study_uid = _spool_study(tmp_path, settings, ledger, n=3)
+    bad = ledger.instances(study_uid)[1]
+    bad.path.write_bytes(bad.path.read_bytes()[:2000])  # disk corruption after acknowledgement
+    outcome = _analyse(runtime, AnalysisJob(study_uid, 1, ()))
+    assert outcome["state"] == StudyState.ANALYSED
+    assert len([o for o in ledger.outputs(study_uid) if o["kind"] == "seg"]) == 2
+    sr = _report(ledger, study_uid)
+    [note] = _comments(sr)
+    assert note.startswith(f"Image {bad.sop_instance_uid} was not analysed: Could not decode the pixel data")
+    assert dciodvfy_problems(sr) == []
+    assert [e.sop_instance_uid for e in ledger.events(study_uid) if e.kind == "instance-not-analysed"] == [
+        bad.sop_instance_uid
+    ]
+
+
+class FailsOn:
+    """An analyzer that raises InferenceError for any batch holding one particular image."""
+
+    def __init__(self, analyzer: Analyzer, bad: np.ndarray) -> None:
+        self.analyzer, self.bad = analyzer, bad
+
+    def analyze(self, images: list[np.ndarray], *, attention: bool = True) -> list[LesionPrediction]:
+        if any(np.array_equal(image, self.bad) for image in images):
+            raise InferenceError("the model could not run on this image (test)")
+        return self.analyzer.analyze(images, attention=attention)
+
+
+def test_an_image_the_model_fails_on_costs_only_itself(
+    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer
+) -> None:
+    study_uid = _spool_study(tmp_path, settings, ledger, n=3)
+    bad = ledger.instances(study_uid)[2]
+    failing = FailsOn(analyzer, rgb_pixels(dcmread(bad.path)))
+    rt = build_runtime(settings, embedded=True, analyzer_factory=lambda: failing)  # type: ignore[arg-type, return-value]
+    try:
+        assert _analyse(rt, AnalysisJob(study_uid, 1, ()))["state"] == StudyState.ANALYSED
+    finally:
+        rt.scheduler.close()
+    assert _comments(_report(ledger, study_uid)) == [
+        f"Image {bad.sop_instance_uid} was not analysed: the model could not run on this image (test)"
+    ]
+
+
+def test_a_study_with_no_analysable_image_fails_naming_each(
+    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
+) -> None:
+    study_uid = _spool_study(tmp_path, settings, ledger, n=2)
+    for inst in ledger.instances(study_uid):
+        inst.path.write_bytes(inst.path.read_bytes()[:2000])
+    assert _analyse(runtime, AnalysisJob(study_uid, 1, ()))["state"] == StudyState.FAILED
+    study = ledger.study(study_uid)
+    assert study is not None and "none of the 2 image(s)" in study.reason
+    assert all(i.sop_instance_uid in study.reason for i in ledger.instances(study_uid))
