@@ -39,6 +39,14 @@ class NodeHandlers:
     ledger: Ledger
     associations: OpenAssociations
 
+    def _audit_rejection(self, sop_instance_uid: str, calling: str, reason: str) -> None:
+        """Record a refusal in the ledger; a failing ledger is logged and never turns a refusal into success."""
+        try:
+            self.ledger.record_rejection(sop_instance_uid, calling, reason)
+        except DermnodeError as e:
+            LOG.error("the ledger could not audit the refusal of %s from %s: %s", sop_instance_uid or "an association",
+                      calling, e)
+
     def on_conn_open(self, event: Event) -> None:
         # Nagle costs ~40 ms per DIMSE message on loopback (DESIGN.md): turn it off.
         sock = getattr(event.assoc.dul.socket, "socket", None)
@@ -58,9 +66,10 @@ class NodeHandlers:
         if not decision.accepted:
             assert decision.reason is not None
             LOG.warning("association rejected (reason 0x%02x): %s", decision.reason, decision.advice)
-            self.ledger.record_rejection("", calling, f"association rejected: {decision.advice}")
+            # Fail closed: the reject goes out before anything that can fail (the audit row below).
             event.assoc.acse.send_reject(0x01, 0x01, int(decision.reason))
             event.assoc.kill()
+            self._audit_rejection("", calling, f"association rejected: {decision.advice}")
             return
         LOG.info("association requested by %s@%s accepted", calling, host)
 
@@ -96,14 +105,11 @@ class NodeHandlers:
             self.associations.sent(id(event.assoc), checked.study_uid)
         except IntakeError as e:
             LOG.error("C-STORE from %s@%s refused with status 0x%04X: %s", calling, host, e.status, e)
-            self.ledger.record_rejection(affected_sop, calling, f"0x{e.status:04X}: {e}")
+            self._audit_rejection(affected_sop, calling, f"0x{e.status:04X}: {e}")
             return e.status
         except DermnodeError as e:
             LOG.error("C-STORE of %s from %s@%s failed, out of resources: %s", affected_sop, calling, host, e)
-            try:
-                self.ledger.record_rejection(affected_sop, calling, f"0x{Status.OUT_OF_RESOURCES:04X}: {e}")
-            except DermnodeError:
-                LOG.exception("the ledger could not record the refusal of %s either", affected_sop)
+            self._audit_rejection(affected_sop, calling, f"0x{Status.OUT_OF_RESOURCES:04X}: {e}")
             return Status.OUT_OF_RESOURCES
         LOG.debug("stored %s (study %s) from %s", affected_sop, checked.study_uid, calling)
         return Status.SUCCESS

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from pydicom import Dataset, dcmread
 
 from dermnode.kernel.errors import DermnodeError, InferenceError
+from dermnode.kernel.files import fsync_dir, private_dir
 from dermnode.kernel.messages import AnalysisJob
 from dermnode.kernel.settings import Settings
 from dicom_node.ledger import Ledger, StudyState
@@ -49,13 +50,15 @@ class StudyOutcome:
 
 
 def _write_durably(ds: Dataset, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Temp file (0600) → fsync → rename → fsync of the folder (0700), as the spool writes."""
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".writing-", suffix=".dcm")
     with os.fdopen(fd, "wb") as f:
         ds.save_as(f, enforce_file_format=True)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def _read_spooled(path: Path, sop_instance_uid: str) -> Dataset:

@@ -58,6 +58,12 @@ def _logging(settings: Settings) -> None:
     )
     for noisy in ("pynetdicom", "highdicom", "celery.app.trace", "PIL"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    # pydicom's warnings quote attribute values (a malformed Patient Name, a Patient ID): at INFO and above
+    # they are kept out of the log; DEBUG shows them for troubleshooting.
+    logging.captureWarnings(True)
+    quiet = logging.DEBUG if settings.log_level == "DEBUG" else logging.CRITICAL
+    for quoting in ("pydicom", "py.warnings"):
+        logging.getLogger(quoting).setLevel(quiet)
 
 
 def _wait_for_signal() -> None:

@@ -180,6 +180,7 @@ def test_a_bad_image_is_left_out_and_named_in_the_report(
     [note] = _comments(sr)
     assert note.startswith(f"Image {bad.sop_instance_uid} was not analysed: Could not decode the pixel data")
     assert dciodvfy_problems(sr) == []
+    assert (sr.stat().st_mode & 0o777, sr.parent.stat().st_mode & 0o777) == (0o600, 0o700)  # private outbox
     assert [e.sop_instance_uid for e in ledger.events(study_uid) if e.kind == "instance-not-analysed"] == [
         bad.sop_instance_uid
     ]
