@@ -15,6 +15,7 @@ from pynetdicom.events import Event
 from dermnode.kernel.errors import DermnodeError
 from dermnode.kernel.settings import Settings
 from dicom_node.completion import OpenAssociations
+from dicom_node.guard import AssociationGuard
 from dicom_node.intake import IntakeError, check_received
 from dicom_node.ledger import Ledger, ReceivedInstance
 from dicom_node.policy import decide
@@ -38,6 +39,7 @@ class NodeHandlers:
     spool: Spool
     ledger: Ledger
     associations: OpenAssociations
+    guard: AssociationGuard
 
     def _audit_rejection(self, sop_instance_uid: str, calling: str, reason: str) -> None:
         """Record a refusal in the ledger; a failing ledger is logged and never turns a refusal into success."""
@@ -48,6 +50,8 @@ class NodeHandlers:
                       calling, e)
 
     def on_conn_open(self, event: Event) -> None:
+        if not self.guard.open(event.assoc, event.assoc.requestor.address):
+            return
         # Nagle costs ~40 ms per DIMSE message on loopback (DESIGN.md): turn it off.
         sock = getattr(event.assoc.dul.socket, "socket", None)
         if sock is not None:
@@ -56,6 +60,7 @@ class NodeHandlers:
         self.associations.opened(id(event.assoc))
 
     def on_conn_close(self, event: Event) -> None:
+        self.guard.close(event.assoc, event.assoc.requestor.address)
         self.associations.closed(id(event.assoc))
 
     def on_requested(self, event: Event) -> None:

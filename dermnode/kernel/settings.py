@@ -132,6 +132,14 @@ class Settings(BaseModel):
     send_backoff_max_s: float = Field(default=3600.0, ge=0.0)
     max_pdu_size: int = Field(default=131072, ge=0)
     network_timeout_s: float = Field(default=30.0, gt=0.0)
+    #: A connection that sends no A-ASSOCIATE-RQ within this is closed (ARTIM, also the ACSE timeout).
+    association_request_timeout_s: float = Field(default=5.0, gt=0.0, le=600.0)
+    #: Total time budget of one incoming association.
+    association_max_s: float = Field(default=3600.0, gt=0.0)
+    #: Each PDU must arrive within network_timeout_s plus its length at this rate (bytes per second).
+    min_receive_rate: float = Field(default=8192.0, gt=0.0)
+    #: Concurrent incoming associations per peer address (of the 10 the node serves).
+    max_associations_per_host: int = Field(default=4, ge=1, le=10)
     #: Intake refuses an image with more pixels (Rows × Columns, or what a compressed frame header claims).
     max_image_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=1)
     uid_prefix: str = DEFAULT_UID_PREFIX

@@ -147,6 +147,10 @@ def test_statement_matches_the_scp_application_entity() -> None:
     assert ae.maximum_pdu_size == Settings().max_pdu_size == int(parameter("Maximum PDU size received"))
     assert ae.maximum_associations == int(parameter("Maximum number of simultaneous associations"))
     assert parameter("Application Context Name") == _globals.APPLICATION_CONTEXT_NAME
+    defaults = Settings()
+    assert defaults.max_associations_per_host == int(parameter("Maximum simultaneous connections per peer"))
+    assert ae.acse_timeout == defaults.association_request_timeout_s == float(parameter("Time to send the A-ASSOC"))
+    assert defaults.association_max_s == float(parameter("Total time of one incoming association"))
 
 
 def test_statement_statuses_are_the_intake_statuses() -> None:
@@ -193,8 +197,10 @@ def test_statement_labels_are_the_shipped_classifier_bundle_labels() -> None:
 
 @pytest.fixture(scope="module")
 def running_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    # Every requestor here is 127.0.0.1: its per-host share is raised to the total, to reach the total limit.
     settings = node_settings(
-        tmp_path_factory.mktemp("conformance"), allowed_peers=[CALLING, "PINNED@192.0.2.1"]
+        tmp_path_factory.mktemp("conformance"), allowed_peers=[CALLING, "PINNED@192.0.2.1"],
+        max_associations_per_host=10,
     )
     node = Node(settings, RecordingDispatcher())
     node.start()
