@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import socket
 from dataclasses import dataclass
 from typing import cast
@@ -12,7 +13,7 @@ from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
-from dermnode.kernel.errors import DermnodeError
+from dermnode.kernel.errors import DermnodeError, SpoolError
 from dermnode.kernel.settings import Settings
 from dicom_node.completion import OpenAssociations
 from dicom_node.guard import AssociationGuard
@@ -48,6 +49,15 @@ class NodeHandlers:
         except DermnodeError as e:
             LOG.error("the ledger could not audit the refusal of %s from %s: %s", sop_instance_uid or "an association",
                       calling, e)
+
+    def _check_free_space(self, sop: str) -> None:
+        """The disk watermark: refuse new instances before the disk is full, so analysis keeps room."""
+        free_mb = shutil.disk_usage(self.spool.root).free // (1 << 20)
+        if free_mb < self.settings.min_free_disk_mb:
+            raise SpoolError(
+                f"instance {sop}: {free_mb} MB free in {self.spool.root}, below the watermark of "
+                f"{self.settings.min_free_disk_mb} MB (min_free_disk_mb); free space or purge finished studies"
+            )
 
     def on_conn_open(self, event: Event) -> None:
         if not self.guard.open(event.assoc, event.assoc.requestor.address):
@@ -89,6 +99,7 @@ class NodeHandlers:
         affected_class = str(request.AffectedSOPClassUID or "")
         affected_sop = str(request.AffectedSOPInstanceUID or "")
         try:
+            self._check_free_space(affected_sop)
             checked = check_received(
                 event.dataset_path, affected_class, affected_sop, self.settings.max_image_pixels
             )

@@ -351,6 +351,13 @@ class Ledger:
                         if reason else {"generation": row["generation"]})
             return True
 
+    def touch(self, study_uid: str, generation: int, state: StudyState) -> bool:
+        """Record progress (the study's ``updated`` time) while a worker is busy with it; not audited."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE studies SET updated=? WHERE study_uid=? AND generation=? AND state=?",
+                             (self._clock(), study_uid, generation, state))
+            return cur.rowcount == 1
+
     def record_output(
         self, study_uid: str, generation: int, sop_instance_uid: str, kind: str, sop_class_uid: str, path: Path
     ) -> None:

@@ -7,9 +7,13 @@ analysed (no destination), or failed with a reason.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
+import sqlite3
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +74,45 @@ def _read_spooled(path: Path, sop_instance_uid: str) -> Dataset:
     return ds
 
 
+def is_no_space(error: BaseException) -> bool:
+    """True if ``error`` or an error it was raised from means a full disk (ENOSPC, EDQUOT, SQLite "full")."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(seen, sqlite3.OperationalError) and "full" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class Heartbeat:
+    """While a worker analyses, refresh the study's progress time so the node does not think it stalled.
+
+    A killed worker stops beating: after ``stalled_after_s`` the node queues the study again.
+    """
+
+    def __init__(self, ledger: Ledger, job: AnalysisJob, interval_s: float) -> None:
+        self._ledger, self._job, self._interval = ledger, job, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.study_uid}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._ledger.touch(self._job.study_uid, self._job.generation, StudyState.ANALYSING)
+            except DermnodeError as e:
+                LOG.warning("study %s: progress not recorded: %s", self._job.study_uid, e)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class StudyAnalysis:
     """Runs jobs for one worker process; the models load once, on first use."""
 
@@ -80,8 +123,12 @@ class StudyAnalysis:
         ledger: Callable[[], Ledger],
         analyzer_factory: AnalyzerFactory | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        wait: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings
+        self._wait = wait
+        # One Analyzer per process; its Grad-CAM hooks are not thread-safe, so threads take turns (--pool threads).
+        self._analyzer_lock = threading.Lock()
         self._scheduler = scheduler
         self._ledger = ledger
         self._analyzer: Analyzer | None = None
@@ -96,9 +143,10 @@ class StudyAnalysis:
 
     @property
     def analyzer(self) -> Analyzer:
-        if self._analyzer is None:
-            self._analyzer = self._analyzer_factory()
-        return self._analyzer
+        with self._analyzer_lock:
+            if self._analyzer is None:
+                self._analyzer = self._analyzer_factory()
+            return self._analyzer
 
     def run(self, job: AnalysisJob) -> StudyOutcome:
         ledger = self.ledger
@@ -115,7 +163,8 @@ class StudyAnalysis:
                      job.generation, study.state if study else "unknown")
             return StudyOutcome(job.study_uid, job.generation, "skipped", reason="stale job")
         try:
-            outputs = self._analyse(job)
+            with Heartbeat(ledger, job, self._settings.stalled_after_s / 4):
+                outputs = self._analyse_retrying(job)
         except DermnodeError as e:
             reason = f"analysis failed: {e}"
             LOG.error("study %s: %s", job.study_uid, reason)
@@ -137,6 +186,26 @@ class StudyAnalysis:
         start_deliveries(ledger, self._scheduler, job.study_uid, job.generation, job.destinations)
         return StudyOutcome(job.study_uid, job.generation, StudyState.DELIVERING, files)
 
+    def _analyse_retrying(self, job: AnalysisJob) -> list[Path]:
+        """:meth:`_analyse`, retried with back-off while the disk is full (``analysis_retry``)."""
+        policy = self._settings.analysis_retry
+        attempt = 1
+        while True:
+            try:
+                return self._analyse(job)
+            except Exception as e:
+                if not is_no_space(e):
+                    raise
+                if policy.gives_up_after(attempt):
+                    raise InferenceError(f"no space left on a disk after {attempt} attempt(s): {e}") from e
+                delay = policy.delay(attempt)
+                reason = f"no space left on a disk (attempt {attempt}); retrying in {delay:g} s: {e}"
+                LOG.warning("study %s: %s", job.study_uid, reason)
+                self.ledger.transition(job.study_uid, StudyState.ANALYSING, expect=[StudyState.ANALYSING],
+                                       generation=job.generation, reason=reason)
+                self._wait(delay)
+                attempt += 1
+
     def _previous_reports(
         self, job: AnalysisJob, sources: list[Dataset], predictions: list[LesionPrediction]
     ) -> list[Dataset] | None:
@@ -154,8 +223,10 @@ class StudyAnalysis:
         self, sources: list[Dataset], images: list[npt.NDArray[np.uint8]], skipped: list[NotAnalysed]
     ) -> list[tuple[Dataset, npt.NDArray[np.uint8], LesionPrediction]]:
         """Predict the batch; if it fails, each image alone, so one bad image costs only itself."""
+        analyzer = self.analyzer
         try:
-            predictions = self.analyzer.analyze(images, attention=self._settings.attention_maps)
+            with self._analyzer_lock:
+                predictions = analyzer.analyze(images, attention=self._settings.attention_maps)
             return list(zip(sources, images, predictions, strict=True))
         except InferenceError as e:
             if len(images) == 1:

@@ -30,6 +30,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", dest="broker_url", metavar="URL",
                         help="Celery broker, e.g. redis://127.0.0.1:6379/0; none = embedded [DERMNODE_BROKER_URL]")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--stalled-after", type=float, metavar="SECONDS", dest="stalled_after",
+                        help="re-queue a study without progress this long, e.g. after a killed worker "
+                        "(default 120) [DERMNODE_STALLED_AFTER_S]")
+    parser.add_argument("--visibility-timeout", type=float, metavar="SECONDS", dest="visibility_timeout",
+                        help="Redis: redeliver a task unacknowledged this long (default 600) "
+                        "[DERMNODE_VISIBILITY_TIMEOUT_S]")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -37,6 +43,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "port": "port", "ae_title": "ae_title", "bind": "bind_address", "data_dir": "data_dir",
         "broker_url": "broker_url", "quiet_period": "completion.quiet_period_s", "device": "device",
         "classifier": "classifier_bundle", "segmenter": "segmenter_bundle", "log_level": "log_level",
+        "stalled_after": "stalled_after_s", "visibility_timeout": "visibility_timeout_s",
     }
     out: dict[str, Any] = {key: getattr(args, attr) for attr, key in keys.items() if hasattr(args, attr)}
     if getattr(args, "allow", None):

@@ -125,8 +125,16 @@ class Settings(BaseModel):
     segmenter_bundle: Path | None = None
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     attention_maps: bool = True
-    stalled_after_s: float = Field(default=1800.0, gt=0.0)
+    #: A study queued, analysing or delivering without progress this long is queued again (a killed worker).
+    #: Workers beat the study's heartbeat every quarter of it while they analyse.
+    stalled_after_s: float = Field(default=120.0, ge=10.0)
     visibility_timeout_s: float = Field(default=600.0, ge=60.0)
+    #: Analysis that runs out of disk space is retried this many times in all, with back-off from analysis_backoff_s.
+    analysis_attempts: int = Field(default=6, ge=1, le=100)
+    analysis_backoff_s: float = Field(default=5.0, ge=0.0, le=600.0)
+    analysis_backoff_max_s: float = Field(default=300.0, ge=0.0)
+    #: New instances are refused with 0xA700 when the spool's file system has less free space than this.
+    min_free_disk_mb: int = Field(default=1024, ge=0)
     send_attempts: int = Field(default=5, ge=1, le=100)
     send_backoff_s: float = Field(default=2.0, ge=0.0, le=600.0)
     send_backoff_max_s: float = Field(default=3600.0, ge=0.0)
@@ -157,6 +165,18 @@ class Settings(BaseModel):
             raise ValueError(f"destinations {', '.join(needing)} use TLS: configure tls (certificate, private_key)")
         return self
 
+    @model_validator(mode="after")
+    def _stall_exceeds_back_off(self) -> Settings:
+        policy = self.delivery_retry
+        longest = max((policy.delay(n) for n in range(1, policy.attempts or 1)), default=0.0)
+        if longest >= self.stalled_after_s:
+            raise ValueError(
+                f"stalled_after_s ({self.stalled_after_s:g}) must exceed the longest delivery back-off "
+                f"({longest:g} s from send_attempts, send_backoff_s, send_backoff_max_s), or a study waiting "
+                "for its next delivery attempt would be analysed again"
+            )
+        return self
+
     @field_validator("uid_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
@@ -168,6 +188,11 @@ class Settings(BaseModel):
     def delivery_retry(self) -> RetryPolicy:
         """The retry policy of deliveries: ``send_attempts`` with back-off from ``send_backoff_s``."""
         return RetryPolicy(self.send_attempts, self.send_backoff_s, self.send_backoff_max_s)
+
+    @property
+    def analysis_retry(self) -> RetryPolicy:
+        """The retry policy of analysis that failed for lack of disk space."""
+        return RetryPolicy(self.analysis_attempts, self.analysis_backoff_s, self.analysis_backoff_max_s)
 
     @property
     def spool_dir(self) -> Path:
@@ -209,6 +234,9 @@ ENVIRONMENT = {
     "DERMNODE_DEVICE": "device",
     "DERMNODE_LOG_LEVEL": "log_level",
     "DERMNODE_MAX_IMAGE_PIXELS": "max_image_pixels",
+    "DERMNODE_STALLED_AFTER_S": "stalled_after_s",
+    "DERMNODE_VISIBILITY_TIMEOUT_S": "visibility_timeout_s",
+    "DERMNODE_MIN_FREE_DISK_MB": "min_free_disk_mb",
 }
 
 

@@ -82,3 +82,22 @@ def test_the_yaml_examples_work_when_uncommented_as_documented(tmp_path: Path) -
     assert [d if isinstance(d, str) else d.describe() for d in settings.destinations] == [
         "PACS@127.0.0.1:4242", "sender"]
     assert settings.tls is not None and settings.tls.require_client_certificate
+
+
+def test_a_killed_worker_costs_about_two_minutes_by_default() -> None:
+    assert Settings().stalled_after_s == 120.0
+
+
+def test_stall_and_visibility_come_from_flags_and_environment() -> None:
+    from dermnode.cli import build_parser, settings_from
+
+    args = build_parser().parse_args(["serve", "--stalled-after", "90", "--visibility-timeout", "300"])
+    settings = settings_from(args)
+    assert (settings.stalled_after_s, settings.visibility_timeout_s) == (90.0, 300.0)
+    env = load_settings(None, {"DERMNODE_STALLED_AFTER_S": "45", "DERMNODE_VISIBILITY_TIMEOUT_S": "120"})
+    assert (env.stalled_after_s, env.visibility_timeout_s) == (45.0, 120.0)
+
+
+def test_stall_must_exceed_the_delivery_back_off() -> None:
+    with pytest.raises(ConfigurationError, match=r"stalled_after_s \(60\) must exceed the longest delivery back-off"):
+        load_settings(None, {}, {"stalled_after_s": 60, "send_attempts": 10, "send_backoff_s": 2})

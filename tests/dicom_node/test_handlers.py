@@ -245,3 +245,14 @@ def test_spool_and_ledger_are_private(node: Node) -> None:
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     for file in (instance.path, node.settings.ledger_path):
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+
+
+def test_below_the_disk_watermark_new_instances_get_a700(tmp_path: Path, recording: RecordingDispatcher) -> None:
+    from tests.conftest import node_settings
+
+    with Node(node_settings(tmp_path, min_free_disk_mb=1 << 40), recording) as n:  # more than any disk has
+        ds = dermoscopy_dataset()
+        assert c_store(n.port, ds) == 0xA700
+        assert n.ledger.studies() == []
+        [refusal] = [e for e in n.ledger.events() if e.kind == "instance-rejected"]
+        assert refusal.sop_instance_uid == ds.SOPInstanceUID and "below the watermark" in refusal.detail
