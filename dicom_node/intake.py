@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
+from pydicom import config as pydicom_config
 from pydicom.charset import python_encoding
 from pydicom.encaps import generate_fragments
 from pydicom.errors import InvalidDicomError
@@ -17,6 +18,7 @@ from pydicom.filereader import read_file_meta_info
 from pydicom.multival import MultiValue
 from pydicom.pixels import pixel_array
 from pydicom.uid import DeflatedExplicitVRLittleEndian
+from pydicom.valuerep import validate_value
 
 from dermnode.kernel.errors import DermnodeError
 from dermnode.kernel.images import (
@@ -64,6 +66,10 @@ def _uid(ds: Dataset, keyword: str, sop: str) -> str:
     return value
 
 
+#: Value representations whose values analysis converts to numbers (Instance Number, Pixel Spacing...).
+_NUMBER_STRINGS = frozenset({"IS", "DS"})
+#: Dates and times: the outputs copy and parse them (Patient's Birth Date, Study Date...).
+_DATES_AND_TIMES = frozenset({"DA", "DT", "TM"})
 #: Nesting depth of sequences beyond which a data set is refused (ours and real images use 2–3).
 MAX_SEQUENCE_DEPTH = 16
 #: Bytes of a compressed frame searched for its header (JPEG APPn segments before SOF are < 64 KiB each).
@@ -135,8 +141,8 @@ def check_pixel_header(ds: Dataset, sop: str, max_image_pixels: int) -> None:
         raise IntakeError(
             Status.UNSUPPORTED_IMAGE, f"instance {sop}: Bits Allocated {bits} is not 8 or 16"
         )
-    stored = ds.get("BitsStored", bits)
-    if not isinstance(stored, int) or not 1 <= stored <= bits:
+    stored = _int(ds, "BitsStored", sop)
+    if not 1 <= stored <= bits:
         raise IntakeError(
             Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"instance {sop}: Bits Stored {stored!r} is not 1..{bits}"
         )
@@ -248,6 +254,23 @@ def check_elements(ds: Dataset, sop: str, depth: int = 0) -> None:
             raise IntakeError(
                 Status.CANNOT_UNDERSTAND, f"instance {sop}: element {tag} cannot be read ({type(e).__name__})"
             ) from e
+        if element.VR in _NUMBER_STRINGS:
+            values = element.value if isinstance(element.value, MultiValue) else [element.value]
+            if any(isinstance(v, str) and v.strip() for v in values):  # pydicom kept what it could not convert
+                raise IntakeError(
+                    Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                    f"instance {sop}: element {tag} ({element.VR}) does not hold a number",
+                )
+        if element.VR in _DATES_AND_TIMES:
+            values = element.value if isinstance(element.value, MultiValue) else [element.value]
+            try:
+                for v in values:
+                    validate_value(element.VR, v, pydicom_config.RAISE)
+            except ValueError as e:
+                raise IntakeError(
+                    Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                    f"instance {sop}: element {tag} ({element.VR}) is not a valid {element.VR} value",
+                ) from e
         if element.VR == "SQ":
             for item in element.value:
                 check_elements(item, sop, depth + 1)
@@ -327,6 +350,10 @@ def check_received(
             raise IntakeError(
                 Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
                 f"instance {sop}: SOP Instance UID {sop_instance} in the data set differs from the request",
+            )
+        if not str(ds.get("Modality", "") or "").strip():
+            raise IntakeError(
+                Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, f"instance {sop}: Modality is missing; it is required"
             )
         study = _uid(ds, "StudyInstanceUID", sop)
         series = _uid(ds, "SeriesInstanceUID", sop)

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pydicom import Dataset, dcmread
+from pydicom.dataelem import RawDataElement
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 
 from dicom_node.status import Status
 from tests.factories import claim_dimensions, dermoscopy_dataset, encoded_dermoscopy_file
@@ -66,6 +68,23 @@ def _deep_sequences(ds: Dataset) -> None:
     ds.ContentSequence = Sequence([inner])
 
 
+def _bad_number(ds: Dataset) -> None:
+    # Instance Number (IS) "1x", stored as raw bytes: written as it stands, as a careless sender would
+    ds[0x00200013] = RawDataElement(Tag(0x00200013), "IS", 2, b"1x", 0, False, True)
+
+
+def _bad_date(ds: Dataset) -> None:
+    ds[0x00100030] = RawDataElement(Tag(0x00100030), "DA", 8, b"1970x101", 0, False, True)
+
+
+def _no_modality(ds: Dataset) -> None:
+    del ds.Modality
+
+
+def _no_bits_stored(ds: Dataset) -> None:
+    del ds.BitsStored
+
+
 #: (case as in the conformance table, spoiling, status, message words)
 REFUSED: list[tuple[str, Callable[[Dataset], None], Status, str]] = [
     ("multi-frame", _multi_frame, Status.UNSUPPORTED_IMAGE, "2 frames"),
@@ -79,6 +98,12 @@ REFUSED: list[tuple[str, Callable[[Dataset], None], Status, str]] = [
     ("over the pixel limit", _huge_header, Status.IMAGE_TOO_LARGE, "900000000 pixels exceeds the limit"),
     ("unknown character set", _unknown_charset, Status.UNSUPPORTED_CHARACTER_SET, "'ISO_IR 999' is not supported"),
     ("deeply nested sequences", _deep_sequences, Status.CANNOT_UNDERSTAND, "nested deeper than 16"),
+    ("number string not a number", _bad_number, Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+     r"element \(0020,0013\) \(IS\) does not hold a number"),
+    ("date not a date", _bad_date, Status.DATASET_DOES_NOT_MATCH_SOP_CLASS,
+     r"element \(0010,0030\) \(DA\) is not a valid DA value"),
+    ("modality missing", _no_modality, Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, "Modality is missing"),
+    ("bits stored missing", _no_bits_stored, Status.DATASET_DOES_NOT_MATCH_SOP_CLASS, "BitsStored is missing"),
 ]
 
 

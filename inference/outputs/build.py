@@ -15,6 +15,7 @@ import numpy.typing as npt
 from pydicom import Dataset
 
 from inference.models.prediction import LesionPrediction
+from inference.outputs.hd_compat import complete_patient_and_study
 from inference.outputs.readback import validate_readback
 from inference.outputs.seg import build_attention_segmentation, build_segmentation
 from inference.outputs.sr import NotAnalysed, build_report
@@ -40,6 +41,8 @@ def build_outputs(
     not_analysed: Sequence[NotAnalysed] = (),
 ) -> list[OutputObject]:
     """SEGs, attention SEGs (where a prediction has attention and ``attention`` is on) and the SR, validated."""
+    for source in sources:
+        complete_patient_and_study(source)
     segs = [
         build_segmentation(ds, p, uid_prefix=uid_prefix, content_datetime=content_datetime)
         for ds, p in zip(sources, predictions, strict=True)

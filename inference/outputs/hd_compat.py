@@ -26,6 +26,10 @@ Each function names the gap it closes; everything else is built by highdicom's o
 7. ``MeasurementReport`` cannot add the study-level "Qualitative Evaluations" container of TID 1500
    (UMLS C0034375, after Imaging Measurements), where dermnode says which image was not analysed
    and why: :func:`measurement_report` appends it with one TEXT (DCM 121106 "Comment") per note.
+8. The SEG and SR constructors read the source's type 2 Patient and General Study attributes directly
+   and accept only M, F or O as Patient's Sex: a source that leaves one out, or says "U", fails.
+   :func:`complete_patient_and_study` adds the missing ones empty (as type 2 allows) and empties a
+   Patient's Sex outside the enumerated values (PS3.3 C.7.1.1).
 """
 
 from __future__ import annotations
@@ -149,6 +153,21 @@ def measurement_report(
         ])
         root.append(evaluations)
     return report
+
+
+#: Type 2 attributes of the Patient and General Study modules that highdicom copies from a source.
+_PATIENT_AND_STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                            "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName")
+
+
+def complete_patient_and_study(source: Dataset) -> Dataset:
+    """Add missing type 2 Patient / General Study attributes empty, empty an invalid sex (gap 8); in place."""
+    for keyword in _PATIENT_AND_STUDY_TYPE2:
+        if keyword not in source:
+            setattr(source, keyword, "")
+    if str(source.PatientSex or "") not in ("M", "F", "O", ""):
+        source.PatientSex = ""
+    return source
 
 
 def drop_referenced_frame_numbers(group: hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations) -> None:

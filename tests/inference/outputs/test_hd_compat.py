@@ -130,3 +130,21 @@ def test_canary_gap5_measurements_cannot_name_their_subject_nor_evaluations_carr
 def test_canary_gap6_dimension_organization_uid_is_random() -> None:
     uids = {str(_plain_highdicom_seg().DimensionOrganizationSequence[0].DimensionOrganizationUID) for _ in range(2)}
     assert len(uids) == 2
+
+
+def test_a_source_without_type2_study_attributes_or_with_sex_u_is_still_built() -> None:
+    import datetime as dt
+
+    from inference.outputs.build import build_outputs
+    from inference.outputs.pixels import rgb_pixels
+    from tests.factories import dermoscopy_dataset
+    from tests.inference.predictions import make_prediction
+
+    source = dermoscopy_dataset()
+    del source.StudyID, source.ReferringPhysicianName, source.PatientBirthDate
+    source.PatientSex = "O"
+    source["PatientSex"].value = "U"  # not a defined term; real senders use it
+    objects = build_outputs([source], [rgb_pixels(source)], [make_prediction()],
+                            uid_prefix="1.2.826.0.1.3680043.8.498.",
+                            content_datetime=dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    assert {(o.dataset.StudyID, o.dataset.PatientSex) for o in objects} == {("", "")}
