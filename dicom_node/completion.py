@@ -76,6 +76,7 @@ class CompletionMonitor:
         interval_s: float = 0.2,
         clock: Callable[[], float] = time.time,
         stalled_after_s: float | None = None,
+        delivery_wait_s: float = 0.0,
     ) -> None:
         self._ledger = ledger
         self._associations = associations
@@ -84,6 +85,8 @@ class CompletionMonitor:
         self._interval = interval_s
         self._clock = clock
         self._stalled_after = stalled_after_s
+        #: A delivering study may wait this long for its next attempt (the longest delivery back-off).
+        self._delivery_wait = delivery_wait_s
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._stop = threading.Event()
@@ -130,13 +133,15 @@ class CompletionMonitor:
         """A study queued, analysing or delivering with no progress for too long goes back to complete.
 
         This is the safety net for a lost message or a worker killed mid-task: outputs have
-        deterministic UIDs, so running the study again replaces rather than duplicates them.
+        deterministic UIDs, so running the study again replaces rather than duplicates them. A delivering
+        study is allowed the longest delivery back-off on top, since it may be waiting for its next attempt.
         """
         if self._stalled_after is None:
             return
         stalled = [StudyState.QUEUED, StudyState.ANALYSING, StudyState.DELIVERING]
         for study in self._ledger.studies(stalled):
-            if now - study.updated >= self._stalled_after:
+            allowed = self._stalled_after + (self._delivery_wait if study.state is StudyState.DELIVERING else 0.0)
+            if now - study.updated >= allowed:
                 moved = self._ledger.transition(
                     study.study_uid, StudyState.COMPLETE, expect=[study.state], generation=study.generation,
                     reason=f"re-queued: no progress for {now - study.updated:.0f} s while {study.state}",

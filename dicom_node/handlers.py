@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import socket
 from dataclasses import dataclass
 from typing import cast
@@ -12,9 +13,10 @@ from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.events import Event
 
-from dermnode.kernel.errors import DermnodeError
+from dermnode.kernel.errors import DermnodeError, SpoolError
 from dermnode.kernel.settings import Settings
 from dicom_node.completion import OpenAssociations
+from dicom_node.guard import AssociationGuard
 from dicom_node.intake import IntakeError, check_received
 from dicom_node.ledger import Ledger, ReceivedInstance
 from dicom_node.policy import decide
@@ -38,8 +40,28 @@ class NodeHandlers:
     spool: Spool
     ledger: Ledger
     associations: OpenAssociations
+    guard: AssociationGuard
+
+    def _audit_rejection(self, sop_instance_uid: str, calling: str, reason: str) -> None:
+        """Record a refusal in the ledger; a failing ledger is logged and never turns a refusal into success."""
+        try:
+            self.ledger.record_rejection(sop_instance_uid, calling, reason)
+        except DermnodeError as e:
+            LOG.error("the ledger could not audit the refusal of %s from %s: %s", sop_instance_uid or "an association",
+                      calling, e)
+
+    def _check_free_space(self, sop: str) -> None:
+        """The disk watermark: refuse new instances before the disk is full, so analysis keeps room."""
+        free_mb = shutil.disk_usage(self.spool.root).free // (1 << 20)
+        if free_mb < self.settings.min_free_disk_mb:
+            raise SpoolError(
+                f"instance {sop}: {free_mb} MB free in {self.spool.root}, below the watermark of "
+                f"{self.settings.min_free_disk_mb} MB (min_free_disk_mb); free space or purge finished studies"
+            )
 
     def on_conn_open(self, event: Event) -> None:
+        if not self.guard.open(event.assoc, event.assoc.requestor.address):
+            return
         # Nagle costs ~40 ms per DIMSE message on loopback (DESIGN.md): turn it off.
         sock = getattr(event.assoc.dul.socket, "socket", None)
         if sock is not None:
@@ -48,6 +70,7 @@ class NodeHandlers:
         self.associations.opened(id(event.assoc))
 
     def on_conn_close(self, event: Event) -> None:
+        self.guard.close(event.assoc, event.assoc.requestor.address)
         self.associations.closed(id(event.assoc))
 
     def on_requested(self, event: Event) -> None:
@@ -58,9 +81,10 @@ class NodeHandlers:
         if not decision.accepted:
             assert decision.reason is not None
             LOG.warning("association rejected (reason 0x%02x): %s", decision.reason, decision.advice)
-            self.ledger.record_rejection("", calling, f"association rejected: {decision.advice}")
+            # Fail closed: the reject goes out before anything that can fail (the audit row below).
             event.assoc.acse.send_reject(0x01, 0x01, int(decision.reason))
             event.assoc.kill()
+            self._audit_rejection("", calling, f"association rejected: {decision.advice}")
             return
         LOG.info("association requested by %s@%s accepted", calling, host)
 
@@ -75,7 +99,10 @@ class NodeHandlers:
         affected_class = str(request.AffectedSOPClassUID or "")
         affected_sop = str(request.AffectedSOPInstanceUID or "")
         try:
-            checked = check_received(event.dataset_path, affected_class, affected_sop)
+            self._check_free_space(affected_sop)
+            checked = check_received(
+                event.dataset_path, affected_class, affected_sop, self.settings.max_image_pixels
+            )
             path = self.spool.adopt(event.dataset_path, checked.study_uid, checked.sop_instance_uid)
             self.ledger.record_instance(
                 ReceivedInstance(
@@ -94,14 +121,11 @@ class NodeHandlers:
             self.associations.sent(id(event.assoc), checked.study_uid)
         except IntakeError as e:
             LOG.error("C-STORE from %s@%s refused with status 0x%04X: %s", calling, host, e.status, e)
-            self.ledger.record_rejection(affected_sop, calling, f"0x{e.status:04X}: {e}")
+            self._audit_rejection(affected_sop, calling, f"0x{e.status:04X}: {e}")
             return e.status
         except DermnodeError as e:
             LOG.error("C-STORE of %s from %s@%s failed, out of resources: %s", affected_sop, calling, host, e)
-            try:
-                self.ledger.record_rejection(affected_sop, calling, f"0x{Status.OUT_OF_RESOURCES:04X}: {e}")
-            except DermnodeError:
-                LOG.exception("the ledger could not record the refusal of %s either", affected_sop)
+            self._audit_rejection(affected_sop, calling, f"0x{Status.OUT_OF_RESOURCES:04X}: {e}")
             return Status.OUT_OF_RESOURCES
         LOG.debug("stored %s (study %s) from %s", affected_sop, checked.study_uid, calling)
         return Status.SUCCESS

@@ -27,6 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from dermnode.kernel.errors import LedgerError, NotFoundError
+from dermnode.kernel.files import private_dir, private_file
+
+#: SQLite's own busy wait (under our lock), and the first pause of the wait with our lock released.
+_BUSY_STEP_S = 0.05
+
+
+def _is_busy(e: sqlite3.OperationalError) -> bool:
+    text = str(e).lower()
+    return "locked" in text or "busy" in text
 
 
 class StudyState(StrEnum):
@@ -165,20 +174,31 @@ class ReceivedInstance:
 class Ledger:
     """Thread-safe access to the SQLite ledger of one data directory."""
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float] = time.time,
+        *,
+        busy_timeout_s: float = 30.0,
+        wait: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.path = path
         self._clock = clock
         self._lock = threading.RLock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._busy_timeout_s = busy_timeout_s
+        self._wait = wait
         try:
-            self._db = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
+            private_dir(path.parent)
+            private_file(path)  # before SQLite creates it 0644; its -wal and -shm files take this mode
+            # A short busy timeout under our lock; longer waits happen in _tx with the lock released.
+            self._db = sqlite3.connect(path, timeout=_BUSY_STEP_S, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(deliveries)")}
             if "since" not in columns:  # ledgers written before deliveries outlasted outages
                 self._db.execute("ALTER TABLE deliveries ADD COLUMN since REAL")
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             raise LedgerError(f"cannot open the study ledger {path}: {e}; check the data directory") from e
         self._db.row_factory = sqlite3.Row
 
@@ -186,17 +206,46 @@ class Ledger:
         with self._lock:
             self._db.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+    def _begin(self) -> None:
+        """Take our lock and SQLite's write lock; while another process writes, wait with ours released."""
+        deadline = time.monotonic() + self._busy_timeout_s
+        pause = _BUSY_STEP_S
+        while True:
+            self._lock.acquire()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                yield self._db
-                self._db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as e:
+                self._lock.release()
+                if not _is_busy(e) or time.monotonic() >= deadline:
+                    raise LedgerError(f"the study ledger {self.path} is busy or failing: {e}") from e
+            except sqlite3.Error as e:
+                self._lock.release()
+                raise LedgerError(f"the study ledger {self.path} failed: {e}") from e
             except BaseException:
+                self._lock.release()
+                raise
+            self._wait(pause)  # our lock is free meanwhile: readers and other threads go on
+            pause = min(pause * 2, 0.5)
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; every :class:`sqlite3.Error` inside becomes a :class:`LedgerError`."""
+        self._begin()
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException as e:
+            try:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise
+            except sqlite3.Error:
+                pass  # the original error is the one to report
+            if isinstance(e, sqlite3.Error):
+                raise LedgerError(f"the study ledger {self.path} failed: {e}") from e
+            raise
+        finally:
+            self._lock.release()
 
     def _event(self, db: sqlite3.Connection, kind: str, study: str = "", sop: str = "", detail: Any = "") -> None:
         text = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
@@ -260,8 +309,8 @@ class Ledger:
                     moved_from = Path(existed["path"])
                 self._event(db, "instance-replaced" if existed else "instance-stored",
                             inst.study_uid, inst.sop_instance_uid, {"path": str(inst.path)})
-        except sqlite3.Error as e:
-            raise LedgerError(f"cannot record instance {inst.sop_instance_uid} in {self.path}: {e}") from e
+        except LedgerError as e:
+            raise LedgerError(f"cannot record instance {inst.sop_instance_uid}: {e}") from e
         if moved_from is not None and moved_from != inst.path:
             moved_from.unlink(missing_ok=True)  # the ledger no longer points at it
         study = self.study(inst.study_uid)
@@ -272,6 +321,11 @@ class Ledger:
         """Audit an instance that was refused (it is not stored: the sender keeps it)."""
         with self._tx() as db:
             self._event(db, "instance-rejected", "", sop_instance_uid, {"calling_ae": calling_ae, "reason": reason})
+
+    def record_not_analysed(self, study_uid: str, sop_instance_uid: str, reason: str) -> None:
+        """Audit an instance of a study that analysis had to leave out (the rest of the study goes on)."""
+        with self._tx() as db:
+            self._event(db, "instance-not-analysed", study_uid, sop_instance_uid, {"reason": reason})
 
     # --- state changes ---------------------------------------------------------------------------
     def transition(
@@ -318,6 +372,13 @@ class Ledger:
         study = self.study(study_uid)
         assert study is not None
         return study
+
+    def touch(self, study_uid: str, generation: int, state: StudyState) -> bool:
+        """Record progress (the study's ``updated`` time) while a worker is busy with it; not audited."""
+        with self._tx() as db:
+            cur = db.execute("UPDATE studies SET updated=? WHERE study_uid=? AND generation=? AND state=?",
+                             (self._clock(), study_uid, generation, state))
+            return cur.rowcount == 1
 
     def record_output(
         self, study_uid: str, generation: int, sop_instance_uid: str, kind: str, sop_class_uid: str, path: Path
@@ -378,7 +439,10 @@ class Ledger:
     # --- queries ---------------------------------------------------------------------------------
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return list(self._db.execute(sql, params).fetchall())
+            try:
+                return list(self._db.execute(sql, params).fetchall())
+            except sqlite3.Error as e:
+                raise LedgerError(f"cannot read the study ledger {self.path}: {e}") from e
 
     def study(self, study_uid: str) -> Study | None:
         rows = self._rows("SELECT * FROM studies WHERE study_uid=?", (study_uid,))

@@ -25,6 +25,7 @@ from dicom_node.contexts import (
     VERIFICATION_SOP_CLASS,
 )
 from dicom_node.dispatch import Dispatcher
+from dicom_node.guard import AssociationGuard, AssociationLimits
 from dicom_node.handlers import NodeHandlers, handlers
 from dicom_node.ledger import UNFINISHED, Ledger, Study, StudyState
 from dicom_node.policy import RejectReason, decide
@@ -67,13 +68,23 @@ def build_ae(settings: Settings) -> AE:
     ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
     ae.maximum_pdu_size = settings.max_pdu_size
     ae.network_timeout = settings.network_timeout_s
-    ae.acse_timeout = settings.network_timeout_s
+    ae.acse_timeout = settings.association_request_timeout_s  # ARTIM: an idle connection is closed
     ae.dimse_timeout = settings.network_timeout_s
     ae.require_called_aet = False  # checked in EVT_REQUESTED with an actionable log line
     ae.add_supported_context(VERIFICATION_SOP_CLASS)
     for sop_class in ACCEPTED_IMAGE_SOP_CLASSES:
         ae.add_supported_context(sop_class, list(ACCEPTED_TRANSFER_SYNTAXES))
     return ae
+
+
+def association_limits(settings: Settings) -> AssociationLimits:
+    return AssociationLimits(
+        max_pdu_size=settings.max_pdu_size,
+        network_timeout_s=settings.network_timeout_s,
+        association_max_s=settings.association_max_s,
+        min_receive_rate=settings.min_receive_rate,
+        max_associations_per_host=settings.max_associations_per_host,
+    )
 
 
 @dataclass(frozen=True)
@@ -116,7 +127,7 @@ class Node:
         self.destinations = DestinationResolver(self.settings)
         self.monitor = CompletionMonitor(
             self.ledger, self.associations, lambda ae: self.settings.completion_for(ae), self._queue_study,
-            stalled_after_s=settings.stalled_after_s,
+            stalled_after_s=settings.stalled_after_s, delivery_wait_s=settings.send_backoff_max_s,
         )
         self.association_listeners: list[AssociationListener] = []
         self._refresh_lock = threading.Lock()
@@ -211,7 +222,8 @@ class Node:
         configure_pynetdicom()
         self.recover()
         ae = build_ae(self.settings)
-        self._handlers = node_handlers = NodeHandlers(self.settings, self.spool, self.ledger, self.associations)
+        self._handlers = node_handlers = NodeHandlers(self.settings, self.spool, self.ledger, self.associations,
+                                                      AssociationGuard(association_limits(self.settings)))
         try:
             self._server = ae.start_server(
                 (self.settings.bind_address, self.settings.port),

@@ -1,6 +1,7 @@
 """The spool: received instances made durable on disk before C-STORE success is returned.
 
-Layout: ``<spool>/<StudyInstanceUID>/<SOPInstanceUID>.dcm`` (DICOM Part 10 files). Every write is
+Layout: ``<spool>/<StudyInstanceUID>/<SOPInstanceUID>.dcm`` (DICOM Part 10 files), folders 0700 and
+files 0600 (:mod:`dermnode.kernel.files`). Every write is
 temp file → fsync → rename → fsync of the directory, so a crash leaves either the old or the new
 file, never half of one.
 """
@@ -17,15 +18,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dermnode.kernel.errors import SpoolError
+from dermnode.kernel.files import PRIVATE_FILE_MODE, fsync_dir, private_dir
 from dermnode.kernel.uids import is_valid_uid
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _replace_durably(target: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -59,8 +53,7 @@ class Spool:
     """Durable storage of received instances, one folder per study."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_dir(root)
 
     def path_for(self, study_uid: str, sop_instance_uid: str) -> Path:
         study = _checked_uid(study_uid, "Study Instance UID")
@@ -75,9 +68,10 @@ class Spool:
         """
         target = self.path_for(study_uid, sop_instance_uid)
         with _spool_errors(target, sop_instance_uid):
-            target.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(target.parent)
             try:
                 with open(received, "rb") as f:
+                    os.fchmod(f.fileno(), PRIVATE_FILE_MODE)
                     os.fsync(f.fileno())
                 os.replace(received, target)
             except OSError as e:
@@ -87,7 +81,7 @@ class Spool:
                     _replace_durably(target, lambda out: shutil.copyfileobj(src, out, 1 << 20))
                 with contextlib.suppress(OSError):  # pynetdicom removes its temporary file itself as well
                     os.unlink(received)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         return target
 
     def clean_incomplete(self) -> int:

@@ -244,3 +244,23 @@ def minimal_output_file(directory: Path, sop_class: str = "1.2.840.10008.5.1.4.1
     path = directory / f"{ds.SOPInstanceUID}.dcm"
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def claim_dimensions(ds: Dataset, rows: int, columns: int) -> Dataset:
+    """Rewrite the rows and columns a compressed frame's own header claims (JPEG/JPEG-LS SOF, JPEG 2000 SIZ).
+
+    The stream keeps its length and its few KB of scan data: this is how a decompression bomb is made.
+    """
+    data = bytearray(ds.PixelData)
+    for marker in (b"\xff\xc0", b"\xff\xc1", b"\xff\xf7"):
+        at = data.find(marker)
+        if at >= 0:
+            data[at + 5 : at + 9] = rows.to_bytes(2, "big") + columns.to_bytes(2, "big")
+            break
+    else:
+        at = data.find(b"\xff\x4f\xff\x51") + 2
+        if at < 2:
+            raise ValueError("the pixel data holds no JPEG SOF or JPEG 2000 SIZ marker")
+        data[at + 6 : at + 14] = columns.to_bytes(4, "big") + rows.to_bytes(4, "big")
+    ds.PixelData = bytes(data)
+    return ds

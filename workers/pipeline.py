@@ -7,17 +7,24 @@ analysed (no destination), or failed with a reason.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
+import sqlite3
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from pydicom import Dataset, dcmread
 
 from dermnode.kernel.errors import DermnodeError, InferenceError
+from dermnode.kernel.files import fsync_dir, private_dir
 from dermnode.kernel.messages import AnalysisJob
 from dermnode.kernel.settings import Settings
 from dicom_node.ledger import Ledger, StudyState
@@ -25,7 +32,7 @@ from inference.models.predict import Analyzer
 from inference.models.prediction import LesionPrediction
 from inference.outputs.build import build_outputs
 from inference.outputs.pixels import rgb_pixels
-from inference.outputs.sr import report_uids
+from inference.outputs.sr import NotAnalysed, report_uids
 from workers.delivery import DeliveryScheduler, start_deliveries
 
 LOG = logging.getLogger("dermnode.worker")
@@ -47,13 +54,15 @@ class StudyOutcome:
 
 
 def _write_durably(ds: Dataset, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Temp file (0600) → fsync → rename → fsync of the folder (0700), as the spool writes."""
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".writing-", suffix=".dcm")
     with os.fdopen(fd, "wb") as f:
         ds.save_as(f, enforce_file_format=True)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def _read_spooled(path: Path, sop_instance_uid: str) -> Dataset:
@@ -63,6 +72,45 @@ def _read_spooled(path: Path, sop_instance_uid: str) -> Dataset:
     except Exception as e:
         raise InferenceError(f"spooled instance {sop_instance_uid} at {path} cannot be read: {e}") from e
     return ds
+
+
+def is_no_space(error: BaseException) -> bool:
+    """True if ``error`` or an error it was raised from means a full disk (ENOSPC, EDQUOT, SQLite "full")."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(seen, sqlite3.OperationalError) and "full" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class Heartbeat:
+    """While a worker analyses, refresh the study's progress time so the node does not think it stalled.
+
+    A killed worker stops beating: after ``stalled_after_s`` the node queues the study again.
+    """
+
+    def __init__(self, ledger: Ledger, job: AnalysisJob, interval_s: float) -> None:
+        self._ledger, self._job, self._interval = ledger, job, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.study_uid}", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._ledger.touch(self._job.study_uid, self._job.generation, StudyState.ANALYSING)
+            except DermnodeError as e:
+                LOG.warning("study %s: progress not recorded: %s", self._job.study_uid, e)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class StudyAnalysis:
@@ -75,8 +123,12 @@ class StudyAnalysis:
         ledger: Callable[[], Ledger],
         analyzer_factory: AnalyzerFactory | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        wait: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings
+        self._wait = wait
+        # One Analyzer per process; its Grad-CAM hooks are not thread-safe, so threads take turns (--pool threads).
+        self._analyzer_lock = threading.Lock()
         self._scheduler = scheduler
         self._ledger = ledger
         self._analyzer: Analyzer | None = None
@@ -91,9 +143,10 @@ class StudyAnalysis:
 
     @property
     def analyzer(self) -> Analyzer:
-        if self._analyzer is None:
-            self._analyzer = self._analyzer_factory()
-        return self._analyzer
+        with self._analyzer_lock:
+            if self._analyzer is None:
+                self._analyzer = self._analyzer_factory()
+            return self._analyzer
 
     def run(self, job: AnalysisJob) -> StudyOutcome:
         ledger = self.ledger
@@ -110,7 +163,8 @@ class StudyAnalysis:
                      job.generation, study.state if study else "unknown")
             return StudyOutcome(job.study_uid, job.generation, "skipped", reason="stale job")
         try:
-            outputs = self._analyse(job)
+            with Heartbeat(ledger, job, self._settings.stalled_after_s / 4):
+                outputs = self._analyse_retrying(job)
         except DermnodeError as e:
             reason = f"analysis failed: {e}"
             LOG.error("study %s: %s", job.study_uid, reason)
@@ -132,6 +186,26 @@ class StudyAnalysis:
         start_deliveries(ledger, self._scheduler, job.study_uid, job.generation, job.destinations)
         return StudyOutcome(job.study_uid, job.generation, StudyState.DELIVERING, files)
 
+    def _analyse_retrying(self, job: AnalysisJob) -> list[Path]:
+        """:meth:`_analyse`, retried with back-off while the disk is full (``analysis_retry``)."""
+        policy = self._settings.analysis_retry
+        attempt = 1
+        while True:
+            try:
+                return self._analyse(job)
+            except Exception as e:
+                if not is_no_space(e):
+                    raise
+                if policy.gives_up_after(attempt):
+                    raise InferenceError(f"no space left on a disk after {attempt} attempt(s): {e}") from e
+                delay = policy.delay(attempt)
+                reason = f"no space left on a disk (attempt {attempt}); retrying in {delay:g} s: {e}"
+                LOG.warning("study %s: %s", job.study_uid, reason)
+                self.ledger.transition(job.study_uid, StudyState.ANALYSING, expect=[StudyState.ANALYSING],
+                                       generation=job.generation, reason=reason)
+                self._wait(delay)
+                attempt += 1
+
     def _previous_reports(
         self, job: AnalysisJob, sources: list[Dataset], predictions: list[LesionPrediction]
     ) -> list[Dataset] | None:
@@ -145,17 +219,55 @@ class StudyAnalysis:
         unique = {str(ds.SOPInstanceUID): ds for ds in earlier if str(ds.SOPInstanceUID) != new_uid}
         return list(unique.values()) or None
 
+    def _predict(
+        self, sources: list[Dataset], images: list[npt.NDArray[np.uint8]], skipped: list[NotAnalysed]
+    ) -> list[tuple[Dataset, npt.NDArray[np.uint8], LesionPrediction]]:
+        """Predict the batch; if it fails, each image alone, so one bad image costs only itself."""
+        analyzer = self.analyzer
+        try:
+            with self._analyzer_lock:
+                predictions = analyzer.analyze(images, attention=self._settings.attention_maps)
+            return list(zip(sources, images, predictions, strict=True))
+        except InferenceError as e:
+            if len(images) == 1:
+                skipped.append(NotAnalysed(str(sources[0].SOPInstanceUID), str(e)))
+                return []
+        pairs = zip(sources, images, strict=True)
+        return [kept for ds, image in pairs for kept in self._predict([ds], [image], skipped)]
+
     def _analyse(self, job: AnalysisJob) -> list[Path]:
         instances = self.ledger.instances(job.study_uid)
         if not instances:
             raise DermnodeError(f"study {job.study_uid} has no instances in the ledger")
-        sources = [_read_spooled(i.path, i.sop_instance_uid) for i in instances]
-        images = [rgb_pixels(ds) for ds in sources]
-        predictions = self.analyzer.analyze(images, attention=self._settings.attention_maps)
+        sources: list[Dataset] = []
+        images: list[npt.NDArray[np.uint8]] = []
+        skipped: list[NotAnalysed] = []
+        for instance in instances:
+            try:
+                ds = _read_spooled(instance.path, instance.sop_instance_uid)
+                image = rgb_pixels(ds)
+            except InferenceError as e:  # this image only: the others of the study are still analysed
+                skipped.append(NotAnalysed(instance.sop_instance_uid, str(e)))
+                continue
+            sources.append(ds)
+            images.append(image)
+        analysed = self._predict(sources, images, skipped) if sources else []
+        sources = [ds for ds, _, _ in analysed]
+        images = [image for _, image, _ in analysed]
+        predictions = [prediction for _, _, prediction in analysed]
+        for item in skipped:
+            LOG.warning("study %s: image %s not analysed: %s", job.study_uid, item.sop_instance_uid, item.reason)
+            self.ledger.record_not_analysed(job.study_uid, item.sop_instance_uid, item.reason)
+        if not sources:
+            raise InferenceError(
+                f"none of the {len(instances)} image(s) of study {job.study_uid} could be analysed: "
+                + "; ".join(item.note() for item in skipped)
+            )
         objects = build_outputs(
             sources, images, predictions, uid_prefix=self._settings.uid_prefix, content_datetime=self._clock(),
             attention=self._settings.attention_maps,
             previous_reports=self._previous_reports(job, sources, predictions),
+            not_analysed=skipped,
         )
         outbox = self._settings.outbox_dir / job.study_uid / f"g{job.generation}"
         paths = []
@@ -166,6 +278,6 @@ class StudyAnalysis:
             self.ledger.record_output(job.study_uid, job.generation, str(ds.SOPInstanceUID), kind,
                                       str(ds.SOPClassUID), path)
             paths.append(path)
-        LOG.info("study %s: %d image(s) analysed, %d object(s) in %s", job.study_uid, len(sources),
-                 len(paths), outbox)
+        LOG.info("study %s: %d image(s) analysed, %d not, %d object(s) in %s", job.study_uid, len(sources),
+                 len(skipped), len(paths), outbox)
         return paths

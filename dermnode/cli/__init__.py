@@ -33,6 +33,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="Celery broker, e.g. redis://127.0.0.1:6379/0; none = embedded [DERMNODE_BROKER_URL]")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--log-format", choices=["text", "json"], help="text or JSON lines [DERMNODE_LOG_FORMAT]")
+    parser.add_argument("--stalled-after", type=float, metavar="SECONDS", dest="stalled_after",
+                        help="re-queue a study without progress this long, e.g. after a killed worker "
+                        "(default 120) [DERMNODE_STALLED_AFTER_S]")
+    parser.add_argument("--visibility-timeout", type=float, metavar="SECONDS", dest="visibility_timeout",
+                        help="Redis: redeliver a task unacknowledged this long (default 600) "
+                        "[DERMNODE_VISIBILITY_TIMEOUT_S]")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -41,6 +47,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "broker_url": "broker_url", "quiet_period": "completion.quiet_period_s", "device": "device",
         "classifier": "classifier_bundle", "segmenter": "segmenter_bundle", "log_level": "log_level",
         "http_port": "http_port", "http_bind": "http_bind_address", "log_format": "log_format",
+        "stalled_after": "stalled_after_s", "visibility_timeout": "visibility_timeout_s",
     }
     out: dict[str, Any] = {key: getattr(args, attr) for attr, key in keys.items() if hasattr(args, attr)}
     if getattr(args, "allow", None):
@@ -65,6 +72,12 @@ def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
     for noisy in ("pynetdicom", "highdicom", "celery.app.trace", "PIL"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    # pydicom's warnings quote attribute values (a malformed Patient Name, a Patient ID): at INFO and above
+    # they are kept out of the log; DEBUG shows them for troubleshooting.
+    logging.captureWarnings(True)
+    quiet = logging.DEBUG if settings.log_level == "DEBUG" else logging.CRITICAL
+    for quoting in ("pydicom", "py.warnings"):
+        logging.getLogger(quoting).setLevel(quiet)
 
 
 def _serve_until_stopped(on_reload: Callable[[], None]) -> None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from dermnode.kernel.addresses import Address, check_ae_title
 from dermnode.kernel.errors import ConfigurationError
+from dermnode.kernel.images import DEFAULT_MAX_IMAGE_PIXELS
 from dermnode.kernel.retry import RetryPolicy
 from dermnode.kernel.uids import DEFAULT_UID_PREFIX
 
@@ -146,16 +147,34 @@ class Settings(BaseModel):
     segmenter_bundle: Path | None = None
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     attention_maps: bool = True
-    stalled_after_s: float = Field(default=1800.0, gt=0.0)
+    #: A study queued, analysing or delivering without progress this long is queued again (a killed worker).
+    #: Workers beat the study's heartbeat every quarter of it while they analyse.
+    stalled_after_s: float = Field(default=120.0, ge=10.0)
     visibility_timeout_s: float = Field(default=600.0, ge=60.0)
     #: Deliveries retry with capped exponential back-off for ``send_retry_period_s`` (default 24 h), then fail;
     #: ``send_attempts`` optionally caps the number of tries as well.
     send_attempts: int | None = Field(default=None, ge=1)
+    #: Analysis that runs out of disk space is retried this many times in all, with back-off from analysis_backoff_s.
+    analysis_attempts: int = Field(default=6, ge=1, le=100)
+    analysis_backoff_s: float = Field(default=5.0, ge=0.0, le=600.0)
+    analysis_backoff_max_s: float = Field(default=300.0, ge=0.0)
+    #: New instances are refused with 0xA700 when the spool's file system has less free space than this.
+    min_free_disk_mb: int = Field(default=1024, ge=0)
     send_backoff_s: float = Field(default=2.0, ge=0.0, le=600.0)
     send_backoff_max_s: float = Field(default=600.0, ge=0.0)
     send_retry_period_s: float = Field(default=86400.0, ge=0.0)
     max_pdu_size: int = Field(default=131072, ge=0)
     network_timeout_s: float = Field(default=30.0, gt=0.0)
+    #: A connection that sends no A-ASSOCIATE-RQ within this is closed (ARTIM, also the ACSE timeout).
+    association_request_timeout_s: float = Field(default=5.0, gt=0.0, le=600.0)
+    #: Total time budget of one incoming association.
+    association_max_s: float = Field(default=3600.0, gt=0.0)
+    #: Each PDU must arrive within network_timeout_s plus its length at this rate (bytes per second).
+    min_receive_rate: float = Field(default=8192.0, gt=0.0)
+    #: Concurrent incoming associations per peer address (of the 10 the node serves).
+    max_associations_per_host: int = Field(default=4, ge=1, le=10)
+    #: Intake refuses an image with more pixels (Rows × Columns, or what a compressed frame header claims).
+    max_image_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=1)
     uid_prefix: str = DEFAULT_UID_PREFIX
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -181,12 +200,9 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _backoff_below_watchdogs(self) -> Settings:
-        if self.send_backoff_max_s >= self.stalled_after_s:
-            raise ValueError(
-                f"send_backoff_max_s ({self.send_backoff_max_s:g}) must be below stalled_after_s "
-                f"({self.stalled_after_s:g}), or a study waiting for its next delivery attempt looks stalled"
-            )
+    def _backoff_below_visibility_timeout(self) -> Settings:
+        # A study waiting for its next delivery attempt is not stalled: the completion monitor allows
+        # DELIVERING studies stalled_after_s + send_backoff_max_s (see dicom_node.completion).
         if self.broker_url and self.send_backoff_max_s > self.visibility_timeout_s:
             raise ValueError(
                 f"send_backoff_max_s ({self.send_backoff_max_s:g}) must not exceed visibility_timeout_s "
@@ -207,6 +223,11 @@ class Settings(BaseModel):
         ``send_retry_period_s`` (and at most ``send_attempts`` tries when set)."""
         return RetryPolicy(self.send_attempts, self.send_backoff_s, self.send_backoff_max_s,
                            period_s=self.send_retry_period_s)
+
+    @property
+    def analysis_retry(self) -> RetryPolicy:
+        """The retry policy of analysis that failed for lack of disk space."""
+        return RetryPolicy(self.analysis_attempts, self.analysis_backoff_s, self.analysis_backoff_max_s)
 
     @property
     def spool_dir(self) -> Path:
@@ -251,6 +272,10 @@ ENVIRONMENT = {
     "DERMNODE_HTTP_PORT": "http_port",
     "DERMNODE_HTTP_BIND_ADDRESS": "http_bind_address",
     "DERMNODE_ADMIN_TOKEN": "admin_token",
+    "DERMNODE_MAX_IMAGE_PIXELS": "max_image_pixels",
+    "DERMNODE_STALLED_AFTER_S": "stalled_after_s",
+    "DERMNODE_VISIBILITY_TIMEOUT_S": "visibility_timeout_s",
+    "DERMNODE_MIN_FREE_DISK_MB": "min_free_disk_mb",
 }
 
 

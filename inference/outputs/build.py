@@ -16,13 +16,14 @@ import numpy.typing as npt
 from pydicom import Dataset
 
 from inference.models.prediction import LesionPrediction
+from inference.outputs.hd_compat import complete_patient_and_study
 from inference.outputs.readback import validate_readback
 from inference.outputs.seg import (
     build_attention_levels_segmentation,
     build_attention_segmentation,
     build_segmentation,
 )
-from inference.outputs.sr import build_report
+from inference.outputs.sr import NotAnalysed, build_report
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,11 @@ def build_outputs(
     content_datetime: dt.datetime,
     attention: bool = True,
     previous_reports: Sequence[Dataset] | None = None,
+    not_analysed: Sequence[NotAnalysed] = (),
 ) -> list[OutputObject]:
     """SEGs, attention SEGs (where a prediction has attention and ``attention`` is on) and the SR, validated."""
+    for source in sources:
+        complete_patient_and_study(source)
     segs = [
         build_segmentation(ds, p, uid_prefix=uid_prefix, content_datetime=content_datetime)
         for ds, p in zip(sources, predictions, strict=True)
@@ -69,6 +73,7 @@ def build_outputs(
     report = build_report(
         sources, segs, predictions, uid_prefix=uid_prefix, content_datetime=content_datetime,
         rgb_images=list(images), previous_versions=list(previous_reports) if previous_reports else None,
+        not_analysed=not_analysed,
     )
     objects.append(OutputObject("sr", report))
     for obj in objects:

@@ -17,6 +17,9 @@ LESION_SEG_SERIES_NUMBER = 9101
 ATTENTION_SEG_SERIES_NUMBER = 9102
 ATTENTION_LEVELS_SEG_SERIES_NUMBER = 9103
 _LO_LIMIT = 64
+#: Outputs are written in UTF-8 whatever the source used: pydicom has decoded the source's text, and
+#: highdicom refuses some valid source values (e.g. "ISO_IR 6", a lone "ISO 2022 IR 87").
+OUTPUT_CHARACTER_SET = "ISO_IR 192"
 
 
 def series_description(model: ModelIdentity, *, kind: str, untrained: bool | None = None) -> str:

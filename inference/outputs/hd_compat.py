@@ -38,6 +38,13 @@ Each function names the gap it closes; everything else is built by highdicom's o
    run the children together as one text: DCMTK's ``dsr2html`` then prints a measurement group as one
    line of numbers without their names. :func:`separate_containers` sets SEPARATE on every CONTAINER
    (PS3.3 C.17.3.2.2: the items are separate statements, as they are in TID 1500).
+9. ``MeasurementReport`` cannot add the study-level "Qualitative Evaluations" container of TID 1500
+    (UMLS C0034375, after Imaging Measurements), where dermnode says which image was not analysed
+    and why: :func:`measurement_report` appends it with one TEXT (DCM 121106 "Comment") per note.
+10. The SEG and SR constructors read the source's type 2 Patient and General Study attributes directly
+    and accept only M, F or O as Patient's Sex: a source that leaves one out, or says "U", fails.
+    :func:`complete_patient_and_study` adds the missing ones empty (as type 2 allows) and empties a
+    Patient's Sex outside the enumerated values (PS3.3 C.7.1.1).
 """
 
 from __future__ import annotations
@@ -62,6 +69,8 @@ PIXELS_UNIT = hd.sr.CodedConcept("{pixels}", "UCUM", "Pixels")
 _SOURCE = hd.sr.CodedConcept("260753009", "SCT", "Source")
 # In pydicom's SNOMED CT dictionary as "Associated finding (attribute)".
 ASSOCIATED_FINDING = hd.sr.CodedConcept("246090004", "SCT", "Associated finding")
+# TID 1500 row 12 (not in pydicom's dictionaries).
+QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 
 
 def coded_modality(sop_class_uid: str) -> Code:
@@ -134,8 +143,10 @@ def measurement_report(
         hd.sr.MeasurementsAndQualitativeEvaluations | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations
     ],
     referenced_images: Sequence[Dataset],
+    notes: Sequence[str] = (),
 ) -> hd.sr.MeasurementReport:
-    """``hd.sr.MeasurementReport`` with an image library that also accepts dermoscopy images."""
+    """``hd.sr.MeasurementReport`` with an image library that also accepts dermoscopy images, and
+    ``notes`` as TEXT items of a Qualitative Evaluations container (gap 9)."""
     report = hd.sr.MeasurementReport(
         observation_context=observation_context,
         procedure_reported=procedure_reported,
@@ -146,7 +157,33 @@ def measurement_report(
         i for i, item in enumerate(root) if item.ConceptNameCodeSequence[0].CodeValue == "126010"
     )  # DCM 126010 Imaging Measurements, which highdicom always appends last
     root.insert(position, image_library(referenced_images))
+    if notes:
+        evaluations = hd.sr.ContainerContentItem(
+            name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+        )
+        evaluations.ContentSequence = DicomSequence([
+            hd.sr.TextContentItem(
+                name=codes.DCM.Comment, value=note, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+            )
+            for note in notes
+        ])
+        root.append(evaluations)
     return report
+
+
+#: Type 2 attributes of the Patient and General Study modules that highdicom copies from a source.
+_PATIENT_AND_STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                            "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName")
+
+
+def complete_patient_and_study(source: Dataset) -> Dataset:
+    """Add missing type 2 Patient / General Study attributes empty, empty an invalid sex (gap 10); in place."""
+    for keyword in _PATIENT_AND_STUDY_TYPE2:
+        if keyword not in source:
+            setattr(source, keyword, "")
+    if str(source.PatientSex or "") not in ("M", "F", "O", ""):
+        source.PatientSex = ""
+    return source
 
 
 def drop_referenced_frame_numbers(group: hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations) -> None:

@@ -15,9 +15,8 @@ from pydicom import Dataset
 from pydicom.pixels import pixel_array
 
 from dermnode.kernel.errors import InferenceError
-
-_COLOUR = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"}
-_GREY = {"MONOCHROME1", "MONOCHROME2"}
+from dermnode.kernel.images import COLOUR_PHOTOMETRIC as _COLOUR
+from dermnode.kernel.images import GREY_PHOTOMETRIC as _GREY
 
 
 def _describe(ds: Dataset) -> str:

@@ -32,6 +32,7 @@ from inference.outputs.conventions import (
     LESION_SEG_SERIES_NUMBER,
     MANUFACTURER,
     NOT_FOR_DIAGNOSIS,
+    OUTPUT_CHARACTER_SET,
     lesion_tracking_id,
     lesion_tracking_uid,
     series_description,
@@ -296,6 +297,7 @@ def _build(
             series_date=content_datetime.date(),
             series_time=content_datetime.time(),
             contributing_equipment=[equipment],
+            specific_character_set=OUTPUT_CHARACTER_SET,
         )
     except (ValueError, TypeError, AttributeError) as e:
         raise OutputError(f"Could not build a SEG for instance {source.SOPInstanceUID}: {e}") from e

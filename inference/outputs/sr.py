@@ -21,6 +21,8 @@ Content tree (PS3.16 TID 1500), built by highdicom's templates:
 
   An image with nothing segmented has no outline: groups 2 and 3 only (OHIF cannot draw those).
 * every CONTAINER has Continuity Of Content SEPARATE (:func:`inference.outputs.hd_compat.separate_containers`).
+* when an image of the study could not be analysed: a Qualitative Evaluations container (UMLS C0034375)
+  with one TEXT "Comment" per such image, naming its SOP Instance UID and the reason.
 
 Codes are from pydicom's dictionaries (DICOM PS3.16) except the ``99DERMN`` concepts below, a private
 coding scheme declared in the Coding Scheme Identification Sequence, for which DICOM has no code.
@@ -29,6 +31,7 @@ coding scheme declared in the Coding Scheme Identification Sequence, for which D
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import highdicom as hd
@@ -42,6 +45,7 @@ from inference.models.prediction import ClassLabel, CodedConcept, LesionPredicti
 from inference.outputs.contour import lesion_outline
 from inference.outputs.conventions import (
     MANUFACTURER,
+    OUTPUT_CHARACTER_SET,
     REPORT_SERIES_NUMBER,
     lesion_tracking_id,
     lesion_tracking_uid,
@@ -91,6 +95,17 @@ SQUARE_MILLIMETRE = hd.sr.CodedConcept("mm2", "UCUM", "square millimeter")
 PIXELS = hd.sr.CodedConcept("{pixels}", "UCUM", "pixels")
 
 
+@dataclass(frozen=True)
+class NotAnalysed:
+    """An image of the study that was received but could not be analysed, and why."""
+
+    sop_instance_uid: str
+    reason: str
+
+    def note(self) -> str:
+        return f"Image {self.sop_instance_uid} was not analysed: {self.reason}"
+
+
 def report_uids(
     sources: Sequence[Dataset],
     classifier: ModelIdentity,
@@ -121,6 +136,7 @@ def build_report(
     series_number: int = REPORT_SERIES_NUMBER,
     rgb_images: Sequence[npt.NDArray[np.uint8] | None] | None = None,
     previous_versions: Sequence[Dataset] | None = None,
+    not_analysed: Sequence[NotAnalysed] = (),
 ) -> hd.sr.Comprehensive3DSR:
     """The study's TID 1500 report; ``sources``, ``segmentations`` and ``predictions`` are aligned.
 
@@ -128,6 +144,7 @@ def build_report(
     ``rgb_images[i]``, when given, is the decoded image for the colour features; otherwise the source
     pixels are decoded, and colour features are left out for a source without Pixel Data.
     ``previous_versions`` are earlier reports on the same study, listed as Predecessor Documents.
+    ``not_analysed`` are images of the study left out, each named with its reason in a TEXT item.
     Raises :class:`OutputError` when the inputs do not fit together.
     """
     _check_inputs(sources, segmentations, predictions, rgb_images)
@@ -175,6 +192,7 @@ def build_report(
             procedure_reported=DERMOSCOPIC_PHOTOGRAPHY,
             imaging_measurements=groups,
             referenced_images=ordered_sources,
+            notes=[item.note() for item in not_analysed],
         )
         report = hd.sr.Comprehensive3DSR(
             evidence=[*ordered_sources, *(segmentations[i] for i in order)],
@@ -198,6 +216,7 @@ def build_report(
             coding_schemes=_coding_schemes(predictions),
             manufacturer_model_name=_ascii_limited(f"{classifier.name} + {segmenter.name}", 64),
             software_versions=_ascii_limited(f"{classifier.version} + {segmenter.version}", 64),
+            specific_character_set=OUTPUT_CHARACTER_SET,
         )
     except (ValueError, TypeError, AttributeError) as e:
         uids = ", ".join(str(ds.SOPInstanceUID) for ds in ordered_sources)

@@ -84,9 +84,7 @@ def test_the_yaml_examples_work_when_uncommented_as_documented(tmp_path: Path) -
     assert settings.tls is not None and settings.tls.require_client_certificate
 
 
-def test_delivery_back_off_must_stay_below_the_watchdogs() -> None:
-    with pytest.raises(ConfigurationError, match=r"send_backoff_max_s .* must be below stalled_after_s"):
-        load_settings(None, {}, {"send_backoff_max_s": 3600, "stalled_after_s": 1800})
+def test_delivery_back_off_must_stay_below_the_visibility_timeout() -> None:
     with pytest.raises(ConfigurationError, match="Redis hands a longer-delayed retry to a second worker"):
         load_settings(None, {}, {"send_backoff_max_s": 900, "broker_url": "redis://127.0.0.1:6379/0"})
 
@@ -96,3 +94,18 @@ def test_admin_token_comes_from_the_environment_and_is_never_shown() -> None:
     assert settings.admin_token is not None and settings.admin_token.get_secret_value() == "s3cr3t-token"
     assert settings.http_port == 8080 and settings.http_bind_address == "127.0.0.1"
     assert "s3cr3t-token" not in repr(settings) and "s3cr3t-token" not in str(settings.model_dump())
+
+
+def test_a_killed_worker_costs_about_two_minutes_by_default() -> None:
+    assert Settings().stalled_after_s == 120.0
+
+
+def test_stall_and_visibility_come_from_flags_and_environment() -> None:
+    from dermnode.cli import build_parser, settings_from
+
+    args = build_parser().parse_args(["serve", "--stalled-after", "90", "--visibility-timeout", "300"])
+    settings = settings_from(args)
+    assert (settings.stalled_after_s, settings.visibility_timeout_s) == (90.0, 300.0)
+    env = load_settings(None, {"DERMNODE_STALLED_AFTER_S": "45", "DERMNODE_VISIBILITY_TIMEOUT_S": "120"})
+    assert (env.stalled_after_s, env.visibility_timeout_s) == (45.0, 120.0)
+

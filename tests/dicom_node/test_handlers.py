@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,7 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, generate_uid
 from pynetdicom import AE
 from pynetdicom import _config as pynetdicom_config
 
+from dermnode.kernel.errors import LedgerError
 from dicom_node.contexts import ACCEPTED_TRANSFER_SYNTAXES
 from dicom_node.ledger import StudyState
 from dicom_node.node import Node
@@ -18,6 +22,16 @@ from tests import dcmtk
 from tests.conftest import RecordingDispatcher
 from tests.factories import DERMOSCOPY_SOP_CLASS, dermoscopy_dataset, write_study
 from tests.scu import c_store
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll ``condition`` until true or ``timeout``: for effects that follow a reply the peer already has."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_c_echo_succeeds(node: Node) -> None:
@@ -31,7 +45,7 @@ def test_unknown_calling_ae_is_rejected_with_advice(node: Node, caplog: pytest.L
     assert result.returncode != 0
     assert "Calling AE Title Not Recognized" in result.stderr + result.stdout
     assert "--allow INTRUDER@127.0.0.1" in caplog.text
-    assert any("INTRUDER" in e.detail for e in node.ledger.events())
+    assert wait_until(lambda: any("INTRUDER" in e.detail for e in node.ledger.events()))  # audited after the reject
 
 
 def test_wrong_called_ae_is_rejected(node: Node) -> None:
@@ -187,3 +201,58 @@ def test_resent_instance_replaces_and_late_instance_reopens_study(
     assert study is not None and study.instance_count == 2
     kinds = [e.kind for e in node.ledger.events(study_uid)]
     assert "study-reopened" in kinds and "instance-replaced" in kinds
+
+
+def _broken_audit(*args: object) -> None:
+    raise LedgerError("the study ledger is broken (test)")
+
+
+def test_a_failing_audit_still_rejects_the_association(
+    node: Node, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(node.ledger, "record_rejection", _broken_audit)
+    with caplog.at_level(logging.ERROR, logger="dermnode.node"):
+        result = dcmtk.echoscu(node.port, calling="INTRUDER")
+        assert result.returncode != 0
+        assert "Calling AE Title Not Recognized" in result.stderr + result.stdout
+        assert wait_until(lambda: "could not audit the refusal of an association" in caplog.text)
+    assert dcmtk.echoscu(node.port).returncode == 0  # and the node keeps serving
+
+
+def test_a_failing_audit_still_refuses_the_instance_with_its_status(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node.ledger, "record_rejection", _broken_audit)
+    bad = dermoscopy_dataset()
+    bad.PixelData = bad.PixelData[:100]
+    assert c_store(node.port, bad) == 0xC000
+
+
+def test_a_failing_ledger_write_is_out_of_resources_not_success(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node.ledger, "record_instance", _broken_audit)
+    monkeypatch.setattr(node.ledger, "record_rejection", _broken_audit)
+    assert c_store(node.port, dermoscopy_dataset()) == 0xA700
+
+
+def test_spool_and_ledger_are_private(node: Node) -> None:
+    ds = dermoscopy_dataset()
+    assert c_store(node.port, ds) == 0x0000
+    [instance] = node.ledger.instances(ds.StudyInstanceUID)
+    data = node.settings.data_dir
+    for folder in (data, node.settings.spool_dir, instance.path.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    for file in (instance.path, node.settings.ledger_path):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+
+
+def test_below_the_disk_watermark_new_instances_get_a700(tmp_path: Path, recording: RecordingDispatcher) -> None:
+    from tests.conftest import node_settings
+
+    with Node(node_settings(tmp_path, min_free_disk_mb=1 << 40), recording) as n:  # more than any disk has
+        ds = dermoscopy_dataset()
+        assert c_store(n.port, ds) == 0xA700
+        assert n.ledger.studies() == []
+        [refusal] = [e for e in n.ledger.events() if e.kind == "instance-rejected"]
+        assert refusal.sop_instance_uid == ds.SOPInstanceUID and "below the watermark" in refusal.detail

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import errno
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom import dcmread
 
+from dermnode.kernel.errors import InferenceError
 from dermnode.kernel.messages import Address, AnalysisJob
 from dermnode.kernel.settings import Settings, load_settings
 from dicom_node.ledger import DeliveryState, Ledger, ReceivedInstance, StudyState
 from dicom_node.spool import Spool
 from inference.models.predict import Analyzer
+from inference.models.prediction import LesionPrediction
+from inference.outputs.pixels import rgb_pixels
 from tests import dcmtk
+from tests.dciodvfy import dciodvfy_problems
 from tests.factories import write_study
+from workers import pipeline
 from workers.app import WorkerRuntime, build_runtime
-from workers.delivery import Delivery, DeliveryJob
+from workers.delivery import Delivery, DeliveryJob, InProcessDeliveryScheduler
 from workers.dispatch import ANALYSE_TASK
+from workers.pipeline import StudyAnalysis
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +159,162 @@ def test_corrupt_spooled_file_fails_the_study_with_the_reason(
     study = ledger.study(study_uid)
     assert study is not None and study.state == StudyState.FAILED
     assert study.reason.startswith("analysis failed") and inst.sop_instance_uid in study.reason
+
+
+def _report(ledger: Ledger, study_uid: str) -> Path:
+    [sr] = [Path(o["path"]) for o in ledger.outputs(study_uid) if o["kind"] == "sr"]
+    return sr
+
+
+def _comments(path: Path) -> list[str]:
+    report = dcmread(path)
+    return [str(item.TextValue) for container in report.ContentSequence if container.ValueType == "CONTAINER"
+            for item in container.get("ContentSequence", []) if item.ValueType == "TEXT"]
+
+
+def test_a_bad_image_is_left_out_and_named_in_the_report(
+    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
+) -> None:
+    study_uid = _spool_study(tmp_path, settings, ledger, n=3)
+    bad = ledger.instances(study_uid)[1]
+    bad.path.write_bytes(bad.path.read_bytes()[:2000])  # disk corruption after acknowledgement
+    outcome = _analyse(runtime, AnalysisJob(study_uid, 1, ()))
+    assert outcome["state"] == StudyState.ANALYSED
+    assert len([o for o in ledger.outputs(study_uid) if o["kind"] == "seg"]) == 2
+    sr = _report(ledger, study_uid)
+    [note] = _comments(sr)
+    assert note.startswith(f"Image {bad.sop_instance_uid} was not analysed: Could not decode the pixel data")
+    assert dciodvfy_problems(sr) == []
+    assert (sr.stat().st_mode & 0o777, sr.parent.stat().st_mode & 0o777) == (0o600, 0o700)  # private outbox
+    assert [e.sop_instance_uid for e in ledger.events(study_uid) if e.kind == "instance-not-analysed"] == [
+        bad.sop_instance_uid
+    ]
+
+
+class FailsOn:
+    """An analyzer that raises InferenceError for any batch holding one particular image."""
+
+    def __init__(self, analyzer: Analyzer, bad: np.ndarray) -> None:
+        self.analyzer, self.bad = analyzer, bad
+
+    def analyze(self, images: list[np.ndarray], *, attention: bool = True) -> list[LesionPrediction]:
+        if any(np.array_equal(image, self.bad) for image in images):
+            raise InferenceError("the model could not run on this image (test)")
+        return self.analyzer.analyze(images, attention=attention)
+
+
+def test_an_image_the_model_fails_on_costs_only_itself(
+    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer
+) -> None:
+    study_uid = _spool_study(tmp_path, settings, ledger, n=3)
+    bad = ledger.instances(study_uid)[2]
+    failing = FailsOn(analyzer, rgb_pixels(dcmread(bad.path)))
+    rt = build_runtime(settings, embedded=True, analyzer_factory=lambda: failing)  # type: ignore[arg-type, return-value]
+    try:
+        assert _analyse(rt, AnalysisJob(study_uid, 1, ()))["state"] == StudyState.ANALYSED
+    finally:
+        rt.scheduler.close()
+    assert _comments(_report(ledger, study_uid)) == [
+        f"Image {bad.sop_instance_uid} was not analysed: the model could not run on this image (test)"
+    ]
+
+
+def test_a_study_with_no_analysable_image_fails_naming_each(
+    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
+) -> None:
+    study_uid = _spool_study(tmp_path, settings, ledger, n=2)
+    for inst in ledger.instances(study_uid):
+        inst.path.write_bytes(inst.path.read_bytes()[:2000])
+    assert _analyse(runtime, AnalysisJob(study_uid, 1, ()))["state"] == StudyState.FAILED
+    study = ledger.study(study_uid)
+    assert study is not None and "none of the 2 image(s)" in study.reason
+    assert all(i.sop_instance_uid in study.reason for i in ledger.instances(study_uid))
+
+
+def _no_space(*args: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_no_space_during_analysis_is_retried_with_back_off(
+    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study_uid = _spool_study(tmp_path, settings, ledger, n=1)
+    real_write = pipeline._write_durably
+    failures = iter([True, True])
+    monkeypatch.setattr(pipeline, "_write_durably",
+                        lambda ds, path: _no_space() if next(failures, False) else real_write(ds, path))
+    waits: list[float] = []
+    analysis = StudyAnalysis(settings, InProcessDeliveryScheduler(), lambda: ledger,
+                             analyzer_factory=lambda: analyzer, wait=waits.append)
+    outcome = analysis.run(AnalysisJob(study_uid, 1, ()))
+    assert outcome.state == StudyState.ANALYSED
+    assert waits == [settings.analysis_retry.delay(1), settings.analysis_retry.delay(2)]
+    retries = [e.detail for e in ledger.events(study_uid) if e.kind == "study-analysing" and "no space" in e.detail]
+    assert len(retries) == 2
+
+
+def test_no_space_that_lasts_fails_the_study_after_the_last_attempt(
+    tmp_path: Path, ledger: Ledger, analyzer: Analyzer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(None, {}, {"data_dir": tmp_path / "data", "analysis_attempts": 3})
+    study_uid = _spool_study(tmp_path, settings, Ledger(settings.ledger_path), n=1)
+    monkeypatch.setattr(pipeline, "_write_durably", lambda ds, path: _no_space())
+    waits: list[float] = []
+    analysis = StudyAnalysis(settings, InProcessDeliveryScheduler(), lambda: Ledger(settings.ledger_path),
+                             analyzer_factory=lambda: analyzer, wait=waits.append)
+    outcome = analysis.run(AnalysisJob(study_uid, 1, ()))
+    assert outcome.state == StudyState.FAILED
+    assert "no space left on a disk after 3 attempt(s)" in outcome.reason
+    assert len(waits) == 2
+
+
+def test_the_heartbeat_records_progress_until_the_analysis_ends(tmp_path: Path, ledger: Ledger) -> None:
+    ledger.record_instance(ReceivedInstance("1.2.9", "1.2.3", "1.2.4", "1.2.840.10008.5.1.4.1.1.77.1.7",
+                                            "1.2.840.10008.1.2.1", tmp_path / "x.dcm", "STORESCU", "127.0.0.1"))
+    ledger.transition("1.2.3", StudyState.ANALYSING)
+    before = ledger.study("1.2.3").updated  # type: ignore[union-attr]
+    beats = threading.Event()
+    touch = ledger.touch
+
+    def counting_touch(*args: object) -> bool:
+        beats.set()
+        return touch(*args)  # type: ignore[arg-type]
+
+    ledger.touch = counting_touch  # type: ignore[method-assign, assignment]
+    with pipeline.Heartbeat(ledger, AnalysisJob("1.2.3", 1, ()), 0.01):
+        assert beats.wait(10)
+    assert ledger.study("1.2.3").updated > before  # type: ignore[union-attr]
+
+
+class OneAtATime:
+    """An analyzer that fails the test if two threads are inside ``analyze`` at once."""
+
+    def __init__(self, analyzer: Analyzer) -> None:
+        self.analyzer, self.inside, self.overlaps = analyzer, 0, 0
+        self._count = threading.Lock()
+
+    def analyze(self, images: list[np.ndarray], *, attention: bool = True) -> list[LesionPrediction]:
+        with self._count:
+            self.inside += 1
+            self.overlaps += self.inside > 1
+        try:
+            return self.analyzer.analyze(images, attention=attention)
+        finally:
+            with self._count:
+                self.inside -= 1
+
+
+def test_threads_share_one_analyzer_one_at_a_time(
+    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer
+) -> None:
+    studies = [_spool_study(tmp_path / str(i), settings, ledger, n=2) for i in range(3)]
+    guarded = OneAtATime(analyzer)
+    analysis = StudyAnalysis(settings, InProcessDeliveryScheduler(), lambda: ledger,
+                             analyzer_factory=lambda: guarded)  # type: ignore[arg-type, return-value]
+    threads = [threading.Thread(target=analysis.run, args=(AnalysisJob(s, 1, ()),)) for s in studies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert guarded.overlaps == 0
+    assert {ledger.study(s).state for s in studies} == {StudyState.ANALYSED}  # type: ignore[union-attr]

@@ -168,3 +168,21 @@ def test_viewer_functional_groups_keep_calibrated_pixel_measures_and_are_idempot
     assert len(shared.PlaneOrientationSequence) == 1 and len(shared.PixelMeasuresSequence) == 1
     assert [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing] == [0.02, 0.02]
     assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+
+
+def test_a_source_without_type2_study_attributes_or_with_sex_u_is_still_built() -> None:
+    import datetime as dt
+
+    from inference.outputs.build import build_outputs
+    from inference.outputs.pixels import rgb_pixels
+    from tests.factories import dermoscopy_dataset
+    from tests.inference.predictions import make_prediction
+
+    source = dermoscopy_dataset()
+    del source.StudyID, source.ReferringPhysicianName, source.PatientBirthDate
+    source.PatientSex = "O"
+    source["PatientSex"].value = "U"  # not a defined term; real senders use it
+    objects = build_outputs([source], [rgb_pixels(source)], [make_prediction()],
+                            uid_prefix="1.2.826.0.1.3680043.8.498.",
+                            content_datetime=dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    assert {(o.dataset.StudyID, o.dataset.PatientSex) for o in objects} == {("", "")}
