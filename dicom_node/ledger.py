@@ -465,6 +465,10 @@ class Ledger:
             for r in rows
         ]
 
+    def instance_paths(self) -> set[Path]:
+        """The spool path of every recorded instance."""
+        return {Path(r["path"]) for r in self._rows("SELECT path FROM instances")}
+
     def deliveries(self, study_uid: str) -> list[dict[str, Any]]:
         sql = "SELECT * FROM deliveries WHERE study_uid=? ORDER BY generation, destination"
         return [dict(r) for r in self._rows(sql, (study_uid,))]

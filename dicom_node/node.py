@@ -208,6 +208,9 @@ class Node:
         removed = self.spool.clean_incomplete()
         if removed:
             LOG.info("removed %d partial file(s) left by an interrupted write (never acknowledged)", removed)
+        unrecorded = self.spool.remove_unrecorded(self.ledger.instance_paths())
+        if unrecorded:
+            LOG.info("removed %d spooled file(s) that no ledger row records (never acknowledged)", unrecorded)
         count = 0
         for study in self.ledger.studies(list(UNFINISHED)):
             if study.state != StudyState.COMPLETE:

@@ -84,6 +84,16 @@ class Spool:
             fsync_dir(target.parent)
         return target
 
+    def remove_unrecorded(self, recorded: set[Path]) -> int:
+        """Remove spooled files the ledger does not know (a crash between the rename into the spool and
+        the ledger commit: never acknowledged, so the sender still has them); returns how many."""
+        removed = 0
+        for path in self.root.glob("*/*.dcm"):
+            if path not in recorded:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     def clean_incomplete(self) -> int:
         """Remove temporary files left by a crash mid-write (never acknowledged); returns how many."""
         removed = 0

@@ -256,3 +256,18 @@ def test_below_the_disk_watermark_new_instances_get_a700(tmp_path: Path, recordi
         assert n.ledger.studies() == []
         [refusal] = [e for e in n.ledger.events() if e.kind == "instance-rejected"]
         assert refusal.sop_instance_uid == ds.SOPInstanceUID and "below the watermark" in refusal.detail
+
+
+def test_restart_removes_spooled_files_no_ledger_row_records(tmp_path: Path, recording: RecordingDispatcher) -> None:
+    from tests.conftest import node_settings
+
+    settings = node_settings(tmp_path)
+    ds = dermoscopy_dataset()
+    with Node(settings, recording) as n:
+        assert c_store(n.port, ds) == 0x0000
+        [kept] = n.ledger.instances(ds.StudyInstanceUID)
+    stray = kept.path.parent / "1.2.3.4.dcm"  # renamed into the spool, then killed before the ledger commit
+    stray.write_bytes(kept.path.read_bytes())
+    with Node(settings, recording):
+        pass
+    assert kept.path.exists() and not stray.exists()

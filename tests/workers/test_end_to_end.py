@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import redis
 from pydicom import dcmread
 
+from dicom_node.ledger import Ledger, StudyState
 from tests import dcmtk
 from tests.e2e import PER_IMAGE_OBJECTS, check_outputs, expected_objects, serve_args, studies_listing
 from tests.factories import write_study
@@ -200,3 +202,47 @@ def test_parallel_senders_lose_nothing(tmp_path: Path, destination: dcmtk.StoreS
         check_outputs(files, 3, study_uid)
     listing = studies_listing(data_dir)
     assert listing.count("delivered") == 4 and "n=3" in listing
+
+
+def test_a_study_whose_worker_is_killed_mid_analysis_is_analysed_again(
+    tmp_path: Path, destination: dcmtk.StoreSCP, queue_name: str
+) -> None:
+    """kill -9 of the Celery worker while it analyses: the node sees no progress for stalled_after_s
+    (here 20 s via DERMNODE_STALLED_AFTER_S) and queues the study again; a second worker delivers it."""
+    _redis_or_skip()
+    data_dir = tmp_path / "node"
+    env = {"DERMNODE_QUEUE": queue_name, "DERMNODE_STALLED_AFTER_S": "20"}
+    worker_args = ["worker", "--broker", REDIS_URL, "--data-dir", str(data_dir), "--hostname", f"{queue_name}@%h"]
+    node = DermnodeProcess(serve_args(data_dir, destination, "--broker", REDIS_URL), env=env)
+    first = DermnodeProcess(worker_args, env=env)
+    second: DermnodeProcess | None = None
+    try:
+        port = node.wait_listening()
+        first.wait_for_log(r"ready\.", timeout=120)
+        files = write_study(tmp_path / "study", n_images=24)
+        study_uid = str(dcmread(files[0]).StudyInstanceUID)
+        assert dcmtk.storescu(port, files).returncode == 0
+        ledger = Ledger(data_dir / "ledger.sqlite3")
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                study = ledger.study(study_uid)
+                if study is not None and study.state == StudyState.ANALYSING:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the worker never started analysing")
+            first.kill()  # mid-analysis
+            assert ledger.study(study_uid).state == StudyState.ANALYSING  # type: ignore[union-attr]
+        finally:
+            ledger.close()
+        second = DermnodeProcess(worker_args, env=env)
+        received = destination.wait_for(expected_objects(24), timeout=240)
+        check_outputs(received, 24, study_uid)
+        node.wait_for_log(r"stalled while analysing")
+    finally:
+        node.stop()
+        first.kill()
+        if second is not None:
+            second.stop()
+    assert "delivered" in studies_listing(data_dir)
