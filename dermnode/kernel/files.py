@@ -32,9 +32,16 @@ def private_dir(path: Path) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """Create ``path`` empty with mode 0600 if it does not exist; tighten it to 0600 if it does."""
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE_MODE)
-    os.close(fd)
+    """Create ``path`` empty with mode 0600 if it does not exist; tighten it to 0600 if it does.
+
+    An existing file is never opened: closing any descriptor of a file drops every POSIX lock this
+    process holds on it, and SQLite's locks on an open ledger are such locks. Losing them let another
+    process take the ledger for unused, rebuild its WAL index and leave this process reading a stale
+    snapshot (a second Ledger in the node process did exactly that).
+    """
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):  # another thread or process made it meanwhile
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE))
     os.chmod(path, PRIVATE_FILE_MODE)
     return path
 

@@ -59,6 +59,10 @@ ATTENTION_TYPE = hd.sr.CodedConcept("130403", "DCM", "Gradient-weighted class ac
 ATTENTION_LEVELS_PERCENT = (10, 25, 50)
 # Recommended display colours (CIELab via sRGB): red, orange, yellow, hottest first.
 _LEVEL_COLOURS = ((220, 20, 20), (255, 140, 0), (255, 230, 0))
+#: Recommended display colours (sRGB) of the lesion and the fractional attention segment: viewers draw
+#: them in these colours instead of warning that none was recommended (OHIF does, over the image).
+LESION_COLOUR = (0, 200, 0)
+ATTENTION_COLOUR = (255, 140, 0)
 
 
 def lesion_seg_uids(source: Dataset, model: ModelIdentity, prefix: str = DEFAULT_UID_PREFIX) -> tuple[str, str]:
@@ -108,6 +112,7 @@ def build_segmentation(
         tracking_uid=lesion_tracking_uid(source, uid_prefix),
         tracking_id=lesion_tracking_id(source),
         anatomic_regions=_anatomic_regions(source),
+        display_color=hd.color.CIELabColor.from_rgb(*LESION_COLOUR),
     )
     return _build(
         source,
@@ -156,6 +161,7 @@ def build_attention_segmentation(
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=_algorithm(model),
         anatomic_regions=_anatomic_regions(source),
+        display_color=hd.color.CIELabColor.from_rgb(*ATTENTION_COLOUR),
     )
     return _build(
         source,

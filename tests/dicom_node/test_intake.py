@@ -124,7 +124,7 @@ def test_every_accepted_character_set_is_analysed(tmp_path: Path, charset: str, 
     image = rgb_pixels(source)
     objects = build_outputs([source], [image], [make_prediction()], uid_prefix="1.2.826.0.1.3680043.8.498.",
                             content_datetime=dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
-    assert [o.kind for o in objects] == ["seg", "attention-seg", "sr"]
+    assert [o.kind for o in objects] == ["seg", "attention-seg", "attention-levels-seg", "sr"]
     assert all(str(o.dataset.PatientName) == str(source.PatientName) for o in objects)
 
 
