@@ -36,6 +36,7 @@ from inference.models.prediction import decide
 from inference.models.preprocess import resize_map
 from inference.training.data import VALIDATION_IDS, Record, partition, read_ids, read_mask, read_records, read_rgb
 from inference.training.mask_quality import inverted_mask
+from inference.training.model_card import CHECK_SUBSET, rewrite_metadata
 
 BATCH = 32
 
@@ -299,19 +300,12 @@ SEGMENTER_KEYS = (
 RUN_KEYS = ("command", "validation_ids", "limit", "tta")
 
 
-#: Where a ``--limit`` evaluation is recorded inside a bundle's ``metrics``: the fixed, evenly spaced
-#: subset the test suite re-measures (the whole split takes too long for CI).
-CHECK_SUBSET = "check_subset"
-
-
 def record_metrics(classifier: Path, segmenter: Path, metrics: Mapping[str, Any]) -> None:
     """Store the measured figures in each bundle's metadata ``metrics`` and regenerate its model card.
 
     A whole-split evaluation replaces the headline figures (keeping a recorded check subset); one with
     ``limit`` is stored as the check subset under :data:`CHECK_SUBSET`, leaving the headline figures alone.
     """
-    from inference.training.model_card import rewrite_metadata
-
     for bundle, keys in ((classifier, CLASSIFIER_KEYS), (segmenter, SEGMENTER_KEYS)):
         meta = read_metadata(bundle)
         by_source = {

@@ -83,39 +83,39 @@ def test_queue_failure_leaves_study_complete_and_retries_with_backoff(tmp_path: 
     assert calls == [1001.0, 1002.0, 1004.0]
 
 
-def test_stalled_study_is_queued_again(tmp_path: Path) -> None:
-    clock = _Clock()
+def _stuck_study(tmp_path: Path, clock: _Clock, state: StudyState) -> Ledger:
+    """A ledger holding study 1.2.3 in ``state`` with nobody working on it."""
     ledger = Ledger(tmp_path / "l.sqlite3", clock=clock)
     ledger.record_instance(ReceivedInstance("1.2.3.4", "1.2.3", "1.2.3.5", "1.2", "1.2.840.10008.1.2.1",
                                             tmp_path / "x.dcm", "A", "127.0.0.1"))
-    ledger.transition("1.2.3", StudyState.ANALYSING)  # then the worker died
+    ledger.transition("1.2.3", state)
+    return ledger
+
+
+def _requeued_after(ledger: Ledger, clock: _Clock, seconds: float, **monitor_settings: float) -> None:
+    """The monitor leaves the study alone until ``seconds`` without progress, then queues it again."""
     queued: list[str] = []
-    monitor = CompletionMonitor(ledger, OpenAssociations(), lambda ae: CompletionPolicy(), lambda s: queued.append(
-        s.study_uid), clock=clock, stalled_after_s=600)
-    clock.now += 599
+    monitor = CompletionMonitor(ledger, OpenAssociations(), lambda ae: CompletionPolicy(),
+                                lambda s: queued.append(s.study_uid), clock=clock, **monitor_settings)
+    clock.now += seconds - 1
     monitor.tick()
     assert queued == []
     clock.now += 1
     monitor.tick()
     assert queued == ["1.2.3"]
+
+
+def test_stalled_study_is_queued_again(tmp_path: Path) -> None:
+    clock = _Clock()
+    ledger = _stuck_study(tmp_path, clock, StudyState.ANALYSING)  # then the worker died
+    _requeued_after(ledger, clock, 600, stalled_after_s=600)
     study = ledger.study("1.2.3")
     assert study is not None and "no progress for 600 s while analysing" in study.reason
 
 
 def test_a_delivering_study_may_wait_for_its_next_attempt_before_it_counts_as_stalled(tmp_path: Path) -> None:
     clock = _Clock()
-    ledger = Ledger(tmp_path / "l.sqlite3", clock=clock)
-    ledger.record_instance(ReceivedInstance("1.2.3.4", "1.2.3", "1.2.3.5", "1.2", "1.2.840.10008.1.2.1",
-                                            tmp_path / "x.dcm", "A", "127.0.0.1"))
-    ledger.transition("1.2.3", StudyState.DELIVERING)  # waiting out a 600 s delivery back-off
-    queued: list[str] = []
-    monitor = CompletionMonitor(ledger, OpenAssociations(), lambda ae: CompletionPolicy(), lambda s: queued.append(
-        s.study_uid), clock=clock, stalled_after_s=120, delivery_wait_s=600)
-    clock.now += 719
-    monitor.tick()
-    assert queued == []
-    clock.now += 1
-    monitor.tick()
-    assert queued == ["1.2.3"]
+    ledger = _stuck_study(tmp_path, clock, StudyState.DELIVERING)  # waiting out a 600 s delivery back-off
+    _requeued_after(ledger, clock, 720, stalled_after_s=120, delivery_wait_s=600)
     study = ledger.study("1.2.3")
     assert study is not None and "no progress for 720 s while delivering" in study.reason

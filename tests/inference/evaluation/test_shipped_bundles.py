@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from inference.evaluation.evaluate import CHECK_SUBSET, EvaluationOptions, evaluate
+from inference.evaluation.evaluate import EvaluationOptions, evaluate
 from inference.models.bundle import read_metadata
 from inference.models.predict import DEFAULT_CLASSIFIER, DEFAULT_SEGMENTER
+from inference.training.model_card import CHECK_SUBSET
 from tests.conftest import SHARED_DATA
 
 DATA = SHARED_DATA
