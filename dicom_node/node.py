@@ -14,8 +14,9 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from dermnode.kernel.addresses import Address
 from dermnode.kernel.errors import ConfigurationError
-from dermnode.kernel.messages import AnalysisJob
+from dermnode.kernel.messages import AnalysisJob, NodeEndpoint, OutputOptions
 from dermnode.kernel.settings import Settings
+from dicom_node.assignments import Assignments
 from dicom_node.completion import CompletionMonitor, OpenAssociations
 from dicom_node.contexts import (
     ACCEPTED_IMAGE_SOP_CLASSES,
@@ -24,9 +25,11 @@ from dicom_node.contexts import (
     IMPLEMENTATION_VERSION_NAME,
     VERIFICATION_SOP_CLASS,
 )
+from dicom_node.delivery import Deliveries
 from dicom_node.dispatch import Dispatcher
 from dicom_node.guard import AssociationGuard, AssociationLimits
 from dicom_node.handlers import NodeHandlers, handlers
+from dicom_node.job_tokens import JobTokens, load_or_create_key
 from dicom_node.ledger import UNFINISHED, Ledger, Study, StudyState
 from dicom_node.policy import RejectReason, decide
 from dicom_node.registry import Registry
@@ -37,7 +40,8 @@ LOG = logging.getLogger("dermnode.node")
 
 #: Settings that only take effect at the next start (a reload logs that they were not applied).
 RESTART_ONLY = ("ae_title", "bind_address", "port", "tls", "data_dir", "broker_url", "http_port",
-                "http_bind_address", "classifier_bundle", "segmenter_bundle", "device")
+                "http_bind_address", "classifier_bundle", "segmenter_bundle", "device", "worker_api_port",
+                "worker_api_bind_address", "worker_api_url", "uid_prefix")
 
 
 @dataclass(frozen=True)
@@ -111,13 +115,20 @@ class DestinationResolver:
 
 
 class Node:
-    """A running dermnode: call :meth:`start`, then :meth:`stop` (also a context manager)."""
+    """A running dermnode: call :meth:`start`, then :meth:`stop` (also a context manager).
+
+    The node alone writes its ledger, spool and outbox: workers claim jobs, read images and store outputs
+    through :attr:`assignments` (in this process, or over the worker API), and the node delivers the outputs.
+    """
 
     def __init__(self, settings: Settings, dispatcher: Dispatcher) -> None:
         self.configured = settings
         self.dispatcher = dispatcher
         self.spool = Spool(settings.spool_dir)
         self.ledger = Ledger(settings.ledger_path)
+        self.tokens = JobTokens(load_or_create_key(settings.data_dir / "worker-api.key"))
+        #: Set (before :meth:`start`) when workers on other hosts reach the node through its worker API.
+        self.worker_url: str | None = None
         self.registry = Registry(settings.ledger_path)
         self.registry.record_configured(settings)
         self.settings = self.registry.effective(settings)
@@ -125,6 +136,9 @@ class Node:
             LOG.warning("no allowed peers configured: every association will be rejected; use --allow AE")
         self.associations = OpenAssociations()
         self.destinations = DestinationResolver(self.settings)
+        self.deliveries = Deliveries(self.settings, self.ledger)
+        self.assignments = Assignments(self.ledger, settings.outbox_dir, self.deliveries, self._destinations_for,
+                                       settings.uid_prefix)
         self.monitor = CompletionMonitor(
             self.ledger, self.associations, lambda ae: self.settings.completion_for(ae), self._queue_study,
             stalled_after_s=settings.stalled_after_s, delivery_wait_s=settings.send_backoff_max_s,
@@ -193,15 +207,27 @@ class Node:
             except Exception:
                 LOG.exception("association listener %r failed", listener)
 
-    def _queue_study(self, study: Study) -> None:
+    def _destinations_for(self, study: Study) -> tuple[Address, ...]:
         self.refresh()  # destinations changed by the CLI in another process apply to this study
-        job = AnalysisJob(study.study_uid, study.generation, self.destinations.resolve(study.calling_ae))
-        self.dispatcher.submit(job)
+        return self.destinations.resolve(study.calling_ae)
+
+    def job_for(self, study: Study) -> AnalysisJob:
+        """The job message of a study generation: for a remote worker with where to reach us and a token."""
+        endpoint = None
+        if self.worker_url is not None:
+            endpoint = NodeEndpoint(self.worker_url, self.tokens.issue(study.study_uid, study.generation),
+                                    heartbeat_s=self.configured.stalled_after_s / 4)
+        options = OutputOptions(self.configured.uid_prefix, self.configured.attention_maps)
+        return AnalysisJob(study.study_uid, study.generation, endpoint, options)
+
+    def _queue_study(self, study: Study) -> None:
+        destinations = self._destinations_for(study)
+        self.dispatcher.submit(self.job_for(study))
         self.ledger.transition(
             study.study_uid, StudyState.QUEUED, expect=[StudyState.COMPLETE], generation=study.generation
         )
         LOG.info("study %s generation %d queued for %s", study.study_uid, study.generation,
-                 ", ".join(d.describe() for d in job.destinations) or "the outbox only")
+                 ", ".join(d.describe() for d in destinations) or "the outbox only")
 
     def recover(self) -> int:
         """Re-queue every study that was complete but not delivered when the node last stopped."""
@@ -270,6 +296,7 @@ class Node:
             self._server.shutdown()
             self._server = None
         self.dispatcher.close()
+        self.deliveries.close()
         self.registry.close()
         self.ledger.close()
 

@@ -23,6 +23,11 @@ def serve_args(data_dir: Path, dest: dcmtk.StoreSCP, *extra: str) -> list[str]:
     ]
 
 
+def broker_args(url: str) -> list[str]:
+    """A node that queues to a broker: its worker API on an ephemeral loopback port."""
+    return ["--broker", url, "--worker-api-port", "0", "--worker-api-bind", "127.0.0.1"]
+
+
 def check_outputs(files: list[Path], n_images: int, study_uid: str) -> None:
     datasets = [dcmread(f) for f in files]
     segs = [d for d in datasets if d.SOPClassUID == SEG]

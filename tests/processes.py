@@ -19,11 +19,12 @@ _LISTENING = re.compile(r"listening on [^:]+:(\d+)")
 class DermnodeProcess:
     """``python -m dermnode.cli ARGS`` with its output captured to a file for failure reports."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None, prefix: Sequence[str] = ()) -> None:
+        """``prefix`` runs the command through another, e.g. :func:`without_paths`."""
         self.log = Path(tempfile.mkstemp(prefix="dermnode-", suffix=".log")[1])
         self._out = open(self.log, "w")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dermnode.cli", *args],
+            [*prefix, sys.executable, "-m", "dermnode.cli", *args],
             stdout=subprocess.PIPE, stderr=self._out, text=True,
             env={**os.environ, "TCP_NODELAY": "1", **(env or {})},
         )
@@ -84,3 +85,20 @@ class DermnodeProcess:
         if not self._out.closed:
             self._out.close()
         return int(self.proc.returncode)
+
+
+def without_paths(*hidden: Path) -> list[str]:
+    """A command prefix that runs a process in its own mount namespace with an empty tmpfs over each of
+    ``hidden``: the process cannot see what the node keeps there (a worker on another host, without a VM).
+    Needs root (or user namespaces); :func:`can_hide_paths` says whether this machine allows it."""
+    mounts = " && ".join(f'mount -t tmpfs -o size=1m,mode=0700 dermnode-hidden "${i + 1}"' for i in range(len(hidden)))
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f'{mounts} && shift {len(hidden)} && exec "$@"', "sh", *(str(p) for p in hidden)]
+
+
+def can_hide_paths(tmp: Path) -> bool:
+    probe = tmp / "probe"
+    probe.mkdir(exist_ok=True)
+    (probe / "seen").write_text("x")
+    done = subprocess.run([*without_paths(probe), "test", "!", "-e", str(probe / "seen")], capture_output=True)
+    return done.returncode == 0

@@ -1,57 +1,45 @@
 """The Celery application: built by one factory from :class:`Settings`, no module-level app.
 
-Two tasks, each on its own queue: ``dermnode.analyse_study`` (models, GPU) and ``dermnode.deliver``
-(network). JSON only, ``acks_late``, ``reject_on_worker_lost``.
+One task, ``dermnode.analyse_study`` on the analysis queue: JSON only, ``acks_late``,
+``reject_on_worker_lost``. A job names its node (URL and job token) when it was queued for workers on other
+hosts; the embedded worker, in the node's process, runs the same task through a :class:`LocalLink`.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
 
 from dermnode.kernel.errors import ConfigurationError
-from dermnode.kernel.messages import AnalysisJob, DeliveryJob
+from dermnode.kernel.messages import AnalysisJob
 from dermnode.kernel.settings import Settings
-from dicom_node.ledger import Ledger
-from workers.delivery import (
-    DELIVER_TASK,
-    CeleryDeliveryScheduler,
-    Delivery,
-    DeliveryScheduler,
-    InProcessDeliveryScheduler,
-)
 from workers.dispatch import ANALYSE_TASK
+from workers.link import NodeLink
 from workers.pipeline import AnalyzerFactory, StudyAnalysis
+from workers.remote import HttpLink
 
-
-class LazyLedger:
-    """Opens the ledger on first use, in the process that uses it (after a worker forks)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._ledger: Ledger | None = None
-
-    def __call__(self) -> Ledger:
-        if self._ledger is None:
-            self._ledger = Ledger(self._settings.ledger_path)
-        return self._ledger
+LOG = logging.getLogger("dermnode.worker")
 
 
 @dataclass(frozen=True)
 class WorkerRuntime:
-    """The app and the objects its tasks run on (the embedded node needs them too)."""
+    """The app and the analysis its task runs (the embedded node needs both)."""
 
     app: Celery
     analysis: StudyAnalysis
-    scheduler: DeliveryScheduler
 
 
 def build_runtime(
-    settings: Settings, *, embedded: bool = False, analyzer_factory: AnalyzerFactory | None = None
+    settings: Settings,
+    *,
+    embedded_link: NodeLink | None = None,
+    analyzer_factory: AnalyzerFactory | None = None,
 ) -> WorkerRuntime:
-    """Build the app; with ``embedded`` both tasks run in this process (memory transport, no broker)."""
+    """Build the app; with ``embedded_link`` the task runs in this process on that link (memory transport)."""
+    embedded = embedded_link is not None
     if not embedded and not settings.broker_url:
         raise ConfigurationError("a Celery worker needs broker_url: pass --broker redis://HOST:6379/0")
     app = Celery(
@@ -68,7 +56,7 @@ def build_runtime(
         task_track_started=True,
         worker_prefetch_multiplier=1,
         task_default_queue=settings.queue_name,
-        task_routes={ANALYSE_TASK: {"queue": settings.queue_name}, DELIVER_TASK: {"queue": settings.delivery_queue}},
+        task_routes={ANALYSE_TASK: {"queue": settings.queue_name}},
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
@@ -76,28 +64,24 @@ def build_runtime(
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         task_ignore_result=settings.result_backend is None,
     )
-    ledger = LazyLedger(settings)
-    in_process = InProcessDeliveryScheduler() if embedded else None
-    scheduler: DeliveryScheduler = in_process or CeleryDeliveryScheduler(app, settings.delivery_queue)
-    analysis = StudyAnalysis(settings, scheduler, ledger, analyzer_factory=analyzer_factory)
-    delivery = Delivery(settings, ledger)
+    analysis = StudyAnalysis(settings, analyzer_factory=analyzer_factory)
+    remote = HttpLink(timeout_s=settings.network_timeout_s * 2)
 
     @app.task(name=ANALYSE_TASK, shared=False)  # shared tasks would bind every app to the first closure
     def analyse_study(message: dict[str, Any]) -> dict[str, Any]:
-        """Analyse one complete study generation and queue its deliveries."""
-        return analysis.run(AnalysisJob.from_message(message)).as_dict()
+        """Analyse one complete study generation; the node records the outcome and delivers."""
+        job = AnalysisJob.from_message(message)
+        link: NodeLink
+        if job.node is not None:
+            link = remote
+        elif embedded_link is not None:
+            link = embedded_link
+        else:
+            LOG.error("study %s: the job names no node (queued by an older node?); dropped", job.study_uid)
+            return {"study_uid": job.study_uid, "state": "dropped", "reason": "no node in the job"}
+        return analysis.run(job, link).as_dict()
 
-    @app.task(name=DELIVER_TASK, shared=False)
-    def deliver(message: dict[str, Any]) -> dict[str, Any]:
-        """Send one generation's outputs to one destination once; re-queue with back-off on failure."""
-        outcome = delivery.attempt(DeliveryJob.from_message(message))
-        if outcome.retry_in_s is not None:
-            scheduler.schedule(outcome.job.next_attempt(), outcome.retry_in_s)
-        return outcome.as_dict()
-
-    if in_process is not None:
-        in_process.bind(lambda job: deliver.apply(kwargs={"message": job.to_message()}).get())
-    return WorkerRuntime(app, analysis, scheduler)
+    return WorkerRuntime(app, analysis)
 
 
 def create_app(settings: Settings) -> Celery:

@@ -43,10 +43,14 @@ class InProcessDispatcher:
     re-queues such studies when it starts.
     """
 
-    def __init__(self, run: Callable[[dict[str, Any]], Any]) -> None:
-        self._run = run
+    def __init__(self) -> None:
+        self._run: Callable[[dict[str, Any]], Any] | None = None
         self._jobs: queue.Queue[AnalysisJob | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="dermnode-embedded-worker", daemon=True)
+
+    def bind(self, run: Callable[[dict[str, Any]], Any]) -> None:
+        """Set what runs a job (the Celery task, applied in-process, on the node's own link) and start."""
+        self._run = run
         self._thread.start()
 
     def submit(self, job: AnalysisJob) -> None:
@@ -54,9 +58,11 @@ class InProcessDispatcher:
 
     def close(self) -> None:
         self._jobs.put(None)
-        self._thread.join(timeout=60)
+        if self._thread.is_alive():
+            self._thread.join(timeout=60)
 
     def _loop(self) -> None:
+        assert self._run is not None
         while True:
             job = self._jobs.get()
             if job is None:

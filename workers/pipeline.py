@@ -1,7 +1,7 @@
-"""Analysis of one complete study: spool → pixels → models → SEG + SR → outbox → delivery jobs.
+"""Analysis of one complete study: claim → images → models → SEG + SR → stored on the node → report.
 
-Every path ends in a ledger state: delivering (then delivered or failed, see :mod:`workers.delivery`),
-analysed (no destination), or failed with a reason.
+The worker holds no state of its own: it reads and writes only through its :class:`~workers.link.NodeLink`,
+and the node turns the report into a ledger state (delivering, analysed, or failed with a reason).
 """
 
 from __future__ import annotations
@@ -9,35 +9,39 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import logging
-import os
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
 
 from dermnode.kernel.errors import DermnodeError, InferenceError
-from dermnode.kernel.files import fsync_dir, private_dir
-from dermnode.kernel.messages import AnalysisJob
+from dermnode.kernel.messages import (
+    AnalysisJob,
+    AnalysisReport,
+    Claim,
+    NotAnalysedRef,
+    OutputOptions,
+    OutputRef,
+)
 from dermnode.kernel.settings import Settings
-from dicom_node.ledger import Ledger, StudyState
 from inference.models.predict import Analyzer
 from inference.models.prediction import LesionPrediction
 from inference.outputs.build import build_outputs
 from inference.outputs.pixels import rgb_pixels
 from inference.outputs.sr import NotAnalysed, report_uids
-from workers.delivery import DeliveryScheduler, start_deliveries
+from workers.batching import Batcher
+from workers.link import NodeLink, NodeUnreachable
 
 LOG = logging.getLogger("dermnode.worker")
 
 AnalyzerFactory = Callable[[], Analyzer]
+Image = npt.NDArray[np.uint8]
 
 
 @dataclass
@@ -53,27 +57,6 @@ class StudyOutcome:
                 "outputs": self.outputs, "reason": self.reason}
 
 
-def _write_durably(ds: Dataset, path: Path) -> None:
-    """Temp file (0600) → fsync → rename → fsync of the folder (0700), as the spool writes."""
-    private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".writing-", suffix=".dcm")
-    with os.fdopen(fd, "wb") as f:
-        ds.save_as(f, enforce_file_format=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def _read_spooled(path: Path, sop_instance_uid: str) -> Dataset:
-    try:
-        ds = dcmread(path)
-        ds.PixelData  # noqa: B018  (a truncated file fails here, not later in a model)
-    except Exception as e:
-        raise InferenceError(f"spooled instance {sop_instance_uid} at {path} cannot be read: {e}") from e
-    return ds
-
-
 def is_no_space(error: BaseException) -> bool:
     """True if ``error`` or an error it was raised from means a full disk (ENOSPC, EDQUOT, SQLite "full")."""
     seen: BaseException | None = error
@@ -87,20 +70,20 @@ def is_no_space(error: BaseException) -> bool:
 
 
 class Heartbeat:
-    """While a worker analyses, refresh the study's progress time so the node does not think it stalled.
+    """While a worker analyses, tell the node every ``interval_s`` that the job is alive.
 
     A killed worker stops beating: after ``stalled_after_s`` the node queues the study again.
     """
 
-    def __init__(self, ledger: Ledger, job: AnalysisJob, interval_s: float) -> None:
-        self._ledger, self._job, self._interval = ledger, job, interval_s
+    def __init__(self, link: NodeLink, job: AnalysisJob, interval_s: float) -> None:
+        self._link, self._job, self._interval = link, job, interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.study_uid}", daemon=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                self._ledger.touch(self._job.study_uid, self._job.generation, StudyState.ANALYSING)
+                self._link.heartbeat(self._job)
             except DermnodeError as e:
                 LOG.warning("study %s: progress not recorded: %s", self._job.study_uid, e)
 
@@ -114,32 +97,28 @@ class Heartbeat:
 
 
 class StudyAnalysis:
-    """Runs jobs for one worker process; the models load once, on first use."""
+    """Runs jobs for one worker process; the models load once, on first use; images of jobs running at the
+    same time (``--pool threads``) share forward passes through one :class:`Batcher`."""
 
     def __init__(
         self,
         settings: Settings,
-        scheduler: DeliveryScheduler,
-        ledger: Callable[[], Ledger],
         analyzer_factory: AnalyzerFactory | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         wait: Callable[[float], None] = time.sleep,
     ) -> None:
         self._settings = settings
         self._wait = wait
-        # One Analyzer per process; its Grad-CAM hooks are not thread-safe, so threads take turns (--pool threads).
+        # One Analyzer per process; its Grad-CAM hooks are not thread-safe: the batcher runs one pass at a time,
+        # and the lock also covers the first load.
         self._analyzer_lock = threading.Lock()
-        self._scheduler = scheduler
-        self._ledger = ledger
         self._analyzer: Analyzer | None = None
         self._analyzer_factory = analyzer_factory or (
             lambda: Analyzer.from_bundles(settings.classifier_bundle, settings.segmenter_bundle, settings.device)
         )
         self._clock = clock
-
-    @property
-    def ledger(self) -> Ledger:
-        return self._ledger()
+        self.batcher: Batcher[Image, LesionPrediction] = Batcher(
+            self._forward, settings.batch_size, settings.batch_wait_s)
 
     @property
     def analyzer(self) -> Analyzer:
@@ -148,85 +127,79 @@ class StudyAnalysis:
                 self._analyzer = self._analyzer_factory()
             return self._analyzer
 
-    def run(self, job: AnalysisJob) -> StudyOutcome:
-        ledger = self.ledger
-        moved = ledger.transition(
-            job.study_uid,
-            StudyState.ANALYSING,
-            expect=[StudyState.COMPLETE, StudyState.QUEUED, StudyState.ANALYSING],
-            generation=job.generation,
-            count_attempt=True,
-        )
-        if not moved:
-            study = ledger.study(job.study_uid)
-            LOG.info("study %s generation %d is stale or finished (%s); skipping", job.study_uid,
-                     job.generation, study.state if study else "unknown")
-            return StudyOutcome(job.study_uid, job.generation, "skipped", reason="stale job")
-        try:
-            with Heartbeat(ledger, job, self._settings.stalled_after_s / 4):
-                outputs = self._analyse_retrying(job)
-        except DermnodeError as e:
-            reason = f"analysis failed: {e}"
-            LOG.error("study %s: %s", job.study_uid, reason)
-            ledger.transition(job.study_uid, StudyState.FAILED, generation=job.generation, reason=reason)
-            return StudyOutcome(job.study_uid, job.generation, StudyState.FAILED, reason=reason)
-        except Exception as e:
-            reason = f"analysis crashed: {type(e).__name__}: {e}"
-            LOG.exception("study %s: %s", job.study_uid, reason)
-            ledger.transition(job.study_uid, StudyState.FAILED, generation=job.generation, reason=reason)
-            raise
-        files = [str(p) for p in outputs]
-        if not job.destinations:
-            reason = "no destination configured; outputs are in the outbox"
-            ledger.transition(job.study_uid, StudyState.ANALYSED, generation=job.generation, reason=reason)
-            return StudyOutcome(job.study_uid, job.generation, StudyState.ANALYSED, files, reason)
-        if not ledger.transition(job.study_uid, StudyState.DELIVERING, expect=[StudyState.ANALYSING],
-                                 generation=job.generation):
-            return StudyOutcome(job.study_uid, job.generation, "skipped", files, "re-opened during analysis")
-        start_deliveries(ledger, self._scheduler, job.study_uid, job.generation, job.destinations)
-        return StudyOutcome(job.study_uid, job.generation, StudyState.DELIVERING, files)
+    def _options(self, job: AnalysisJob) -> OutputOptions:
+        return job.options or OutputOptions(self._settings.uid_prefix, self._settings.attention_maps)
 
-    def _analyse_retrying(self, job: AnalysisJob) -> list[Path]:
-        """:meth:`_analyse`, retried with back-off while the disk is full (``analysis_retry``)."""
+    def _forward(self, images: list[Image]) -> list[LesionPrediction]:
+        analyzer = self.analyzer
+        with self._analyzer_lock:
+            return analyzer.analyze(images, attention=self._settings.attention_maps)
+
+    def run(self, job: AnalysisJob, link: NodeLink) -> StudyOutcome:
+        try:
+            claim = link.claim(job)
+            if claim is None:
+                return StudyOutcome(job.study_uid, job.generation, "skipped", reason="stale job")
+            heartbeat = job.node.heartbeat_s if job.node else self._settings.stalled_after_s / 4
+            try:
+                with self.batcher.job(), Heartbeat(link, job, heartbeat):
+                    report = self._analyse_retrying(job, claim, link)
+            except NodeUnreachable:
+                raise
+            except DermnodeError as e:
+                report = AnalysisReport(failure=f"analysis failed: {e}")
+            except Exception as e:
+                LOG.exception("study %s: analysis crashed", job.study_uid)
+                link.finish(job, AnalysisReport(failure=f"analysis crashed: {type(e).__name__}: {e}"))
+                raise
+            finished = link.finish(job, report)
+        except NodeUnreachable as e:
+            LOG.error("study %s: %s; job dropped (the node queues it again)", job.study_uid, e)
+            return StudyOutcome(job.study_uid, job.generation, "dropped", reason=str(e))
+        outputs = [o.sop_instance_uid for o in report.outputs]
+        return StudyOutcome(job.study_uid, job.generation, finished.state, outputs, report.failure or finished.reason)
+
+    def _analyse_retrying(self, job: AnalysisJob, claim: Claim, link: NodeLink) -> AnalysisReport:
+        """:meth:`_analyse`, retried with back-off while the node's disk is full (``analysis_retry``)."""
         policy = self._settings.analysis_retry
         attempt = 1
         while True:
             try:
-                return self._analyse(job)
+                return self._analyse(job, claim, link)
             except Exception as e:
                 if not is_no_space(e):
                     raise
                 if policy.gives_up_after(attempt):
                     raise InferenceError(f"no space left on a disk after {attempt} attempt(s): {e}") from e
                 delay = policy.delay(attempt)
-                reason = f"no space left on a disk (attempt {attempt}); retrying in {delay:g} s: {e}"
-                LOG.warning("study %s: %s", job.study_uid, reason)
-                self.ledger.transition(job.study_uid, StudyState.ANALYSING, expect=[StudyState.ANALYSING],
-                                       generation=job.generation, reason=reason)
+                LOG.warning("study %s: no space left on a disk (attempt %d); retrying in %g s: %s", job.study_uid,
+                            attempt, delay, e)
+                link.heartbeat(job)
                 self._wait(delay)
                 attempt += 1
 
-    def _previous_reports(
-        self, job: AnalysisJob, sources: list[Dataset], predictions: list[LesionPrediction]
-    ) -> list[Dataset] | None:
+    def _previous_reports(self, job: AnalysisJob, claim: Claim, link: NodeLink, sources: list[Dataset],
+                          predictions: list[LesionPrediction]) -> list[Dataset] | None:
         """Earlier, different reports on this study (older generations): the new one's predecessors."""
         _, new_uid = report_uids(sources, predictions[0].classifier, predictions[0].segmenter,
-                                 self._settings.uid_prefix)
+                                 self._options(job).uid_prefix)
         earlier = []
-        for out in self.ledger.outputs(job.study_uid):
-            if out["kind"] == "sr" and out["generation"] < job.generation and Path(out["path"]).is_file():
-                earlier.append(dcmread(out["path"], stop_before_pixels=True))
-        unique = {str(ds.SOPInstanceUID): ds for ds in earlier if str(ds.SOPInstanceUID) != new_uid}
+        for ref in claim.previous_reports:
+            if ref.sop_instance_uid == new_uid:
+                continue
+            try:
+                earlier.append(link.fetch(job, ref))
+            except InferenceError as e:
+                LOG.warning("study %s: earlier report %s not read: %s", job.study_uid, ref.sop_instance_uid, e)
+        unique = {str(ds.SOPInstanceUID): ds for ds in earlier}
         return list(unique.values()) or None
 
     def _predict(
-        self, sources: list[Dataset], images: list[npt.NDArray[np.uint8]], skipped: list[NotAnalysed]
-    ) -> list[tuple[Dataset, npt.NDArray[np.uint8], LesionPrediction]]:
-        """Predict the batch; if it fails, each image alone, so one bad image costs only itself."""
-        analyzer = self.analyzer
+        self, sources: list[Dataset], images: list[Image], skipped: list[NotAnalysed]
+    ) -> list[tuple[Dataset, Image, LesionPrediction]]:
+        """Predict the images in a shared pass; if that fails, each image alone: a bad image costs only itself."""
         try:
-            with self._analyzer_lock:
-                predictions = analyzer.analyze(images, attention=self._settings.attention_maps)
+            predictions = self.batcher.submit(images)
             return list(zip(sources, images, predictions, strict=True))
         except InferenceError as e:
             if len(images) == 1:
@@ -235,19 +208,23 @@ class StudyAnalysis:
         pairs = zip(sources, images, strict=True)
         return [kept for ds, image in pairs for kept in self._predict([ds], [image], skipped)]
 
-    def _analyse(self, job: AnalysisJob) -> list[Path]:
-        instances = self.ledger.instances(job.study_uid)
-        if not instances:
+    def _analyse(self, job: AnalysisJob, claim: Claim, link: NodeLink) -> AnalysisReport:
+        if not claim.instances:
             raise DermnodeError(f"study {job.study_uid} has no instances in the ledger")
         sources: list[Dataset] = []
-        images: list[npt.NDArray[np.uint8]] = []
+        images: list[Image] = []
         skipped: list[NotAnalysed] = []
-        for instance in instances:
+        for ref in claim.instances:
             try:
-                ds = _read_spooled(instance.path, instance.sop_instance_uid)
+                ds = link.fetch(job, ref)
+                if "PixelData" not in ds:
+                    raise InferenceError(f"instance {ref.sop_instance_uid} has no pixel data")
                 image = rgb_pixels(ds)
             except InferenceError as e:  # this image only: the others of the study are still analysed
-                skipped.append(NotAnalysed(instance.sop_instance_uid, str(e)))
+                skipped.append(NotAnalysed(ref.sop_instance_uid, str(e)))
+                continue
+            except Exception as e:  # a damaged file fails on access, with many exception types
+                skipped.append(NotAnalysed(ref.sop_instance_uid, f"cannot be read: {type(e).__name__}: {e}"))
                 continue
             sources.append(ds)
             images.append(image)
@@ -255,29 +232,20 @@ class StudyAnalysis:
         sources = [ds for ds, _, _ in analysed]
         images = [image for _, image, _ in analysed]
         predictions = [prediction for _, _, prediction in analysed]
-        for item in skipped:
-            LOG.warning("study %s: image %s not analysed: %s", job.study_uid, item.sop_instance_uid, item.reason)
-            self.ledger.record_not_analysed(job.study_uid, item.sop_instance_uid, item.reason)
+        not_analysed = tuple(NotAnalysedRef(item.sop_instance_uid, item.reason) for item in skipped)
         if not sources:
             raise InferenceError(
-                f"none of the {len(instances)} image(s) of study {job.study_uid} could be analysed: "
+                f"none of the {len(claim.instances)} image(s) of study {job.study_uid} could be analysed: "
                 + "; ".join(item.note() for item in skipped)
             )
+        options = self._options(job)
         objects = build_outputs(
-            sources, images, predictions, uid_prefix=self._settings.uid_prefix, content_datetime=self._clock(),
-            attention=self._settings.attention_maps,
-            previous_reports=self._previous_reports(job, sources, predictions),
+            sources, images, predictions, uid_prefix=options.uid_prefix, content_datetime=self._clock(),
+            attention=options.attention,
+            previous_reports=self._previous_reports(job, claim, link, sources, predictions),
             not_analysed=skipped,
         )
-        outbox = self._settings.outbox_dir / job.study_uid / f"g{job.generation}"
-        paths = []
-        for obj in objects:
-            kind, ds = obj.kind, obj.dataset
-            path = outbox / f"{kind}-{ds.SOPInstanceUID}.dcm"
-            _write_durably(ds, path)
-            self.ledger.record_output(job.study_uid, job.generation, str(ds.SOPInstanceUID), kind,
-                                      str(ds.SOPClassUID), path)
-            paths.append(path)
-        LOG.info("study %s: %d image(s) analysed, %d not, %d object(s) in %s", job.study_uid, len(sources),
-                 len(skipped), len(paths), outbox)
-        return paths
+        link.store(job, [obj.dataset for obj in objects])
+        LOG.info("study %s: %d image(s) analysed, %d not, %d object(s) stored on the node", job.study_uid,
+                 len(sources), len(skipped), len(objects))
+        return AnalysisReport(tuple(OutputRef(str(o.dataset.SOPInstanceUID), o.kind) for o in objects), not_analysed)

@@ -48,6 +48,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "classifier": "classifier_bundle", "segmenter": "segmenter_bundle", "log_level": "log_level",
         "http_port": "http_port", "http_bind": "http_bind_address", "log_format": "log_format",
         "stalled_after": "stalled_after_s", "visibility_timeout": "visibility_timeout_s",
+        "worker_api_port": "worker_api_port", "worker_api_bind": "worker_api_bind_address",
+        "worker_api_url": "worker_api_url", "batch_size": "batch_size", "batch_wait": "batch_wait_s",
     }
     out: dict[str, Any] = {key: getattr(args, attr) for attr, key in keys.items() if hasattr(args, attr)}
     if getattr(args, "allow", None):
@@ -124,30 +126,57 @@ def model_versions(settings: Settings) -> dict[str, str]:
     return out
 
 
+def _worker_api_url(settings: Settings, port: int) -> str:
+    """What workers connect to: ``worker_api_url``, else this host's name (or the bound address) and port."""
+    import socket
+
+    if settings.worker_api_url:
+        return settings.worker_api_url
+    host = settings.worker_api_bind_address
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from dermnode.ops.server import HttpServer
     from dermnode.ops.side import OpsSide
     from dicom_node.dispatch import Dispatcher
+    from dicom_node.intake import max_dataset_bytes
     from dicom_node.node import Node
+    from dicom_node.worker_api import build_worker_api
     from workers.app import build_runtime, create_app
     from workers.dispatch import ANALYSE_TASK, CeleryDispatcher, InProcessDispatcher
+    from workers.link import LocalLink
 
     settings = settings_from(args)
     _logging(settings)
-    dispatcher: Dispatcher
-    close_after: list[Callable[[], None]] = []
-    if settings.broker_url:
-        dispatcher = CeleryDispatcher(create_app(settings), settings.queue_name)
-        LOG.info("queueing complete studies to %s (queue %s)", settings.broker_url, settings.queue_name)
-    else:
-        runtime = build_runtime(settings, embedded=True)
-        runtime.analysis.analyzer  # noqa: B018  (load the models now: a bad bundle fails at start, not later)
-        task = runtime.app.tasks[ANALYSE_TASK]
-        dispatcher = InProcessDispatcher(lambda message: task.apply(kwargs={"message": message}).get())
-        close_after.append(runtime.scheduler.close)
-        LOG.info("embedded worker: analysing and delivering in this process (no broker configured)")
+    embedded = None if settings.broker_url else InProcessDispatcher()
+    dispatcher: Dispatcher = embedded or CeleryDispatcher(create_app(settings), settings.queue_name)
     node = Node(settings, dispatcher)
-    ops = OpsSide(node, model_versions(settings))
-    node.start()
+    worker_api: HttpServer | None = None
+    try:
+        if embedded is not None:
+            runtime = build_runtime(settings, embedded_link=LocalLink(node.assignments))
+            runtime.analysis.analyzer  # noqa: B018  (load the models now: a bad bundle fails at start, not later)
+            task = runtime.app.tasks[ANALYSE_TASK]
+            embedded.bind(lambda message: task.apply(kwargs={"message": message}).get())
+            LOG.info("embedded worker: analysing in this process (no broker configured)")
+        else:
+            # Outputs can be as large as a 16-bit image at the pixel limit; one object per request.
+            app = build_worker_api(node.assignments, node.tokens, 2 * max_dataset_bytes(settings.max_image_pixels))
+            worker_api = HttpServer(app, settings.worker_api_bind_address, settings.worker_api_port,
+                                    what="worker API (WADO-RS, STOW-RS, job events)").start()
+            node.worker_url = _worker_api_url(settings, worker_api.port)
+            LOG.info("queueing complete studies to %s (queue %s); workers reach this node at %s",
+                     settings.broker_url, settings.queue_name, node.worker_url)
+        ops = OpsSide(node, model_versions(settings))
+        node.start()
+    except BaseException:
+        if worker_api is not None:
+            worker_api.stop()
+        node.stop()
+        raise
     try:
         ops.start()
     except DermnodeError:
@@ -156,6 +185,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"dermnode {settings.ae_title} listening on {settings.bind_address}:{node.port}", flush=True)
     if ops.http is not None:
         print(f"dermnode HTTP on http://{settings.http_bind_address}:{ops.http.port}", flush=True)
+    if node.worker_url is not None:
+        print(f"dermnode worker API on {node.worker_url}", flush=True)
 
     def reload() -> None:
         node.reload(settings_from(args))
@@ -165,9 +196,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         left = node.drain(timeout_s=settings.network_timeout_s)
         ops.stop()
+        if worker_api is not None:
+            worker_api.stop()
         node.stop()
-        for close in close_after:
-            close()
         LOG.info("stopped%s", f" ({left} association(s) cut off)" if left else " cleanly")
     return 0
 
@@ -179,12 +210,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _logging(settings)
     if not settings.broker_url:
         raise DermnodeError("dermnode worker needs a broker: pass --broker redis://HOST:6379/0 or set broker_url")
-    if not set(args.queues) <= {"analysis", "delivery"} or not args.queues:
-        raise DermnodeError(f"--queues {','.join(args.queues)}: use analysis, delivery or analysis,delivery")
+    queues = args.queues or [settings.queue_name]
     app = create_app(settings)
-    queues = {"analysis": settings.queue_name, "delivery": settings.delivery_queue}
     argv = [
-        "worker", "--queues", ",".join(queues[q] for q in args.queues), "--concurrency", str(args.concurrency),
+        "worker", "--queues", ",".join(queues), "--concurrency", str(args.concurrency),
         "--pool", args.pool, "--loglevel", settings.log_level, "--without-gossip", "--without-mingle",
     ]
     if args.hostname:
@@ -283,6 +312,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "(0 = any free port) [DERMNODE_HTTP_PORT]")
     serve.add_argument("--http-bind", metavar="ADDRESS",
                        help="address of the HTTP side (default 127.0.0.1) [DERMNODE_HTTP_BIND_ADDRESS]")
+    serve.add_argument("--worker-api-port", type=int, dest="worker_api_port", metavar="PORT",
+                       help="with --broker: port of the worker API that workers read images and store results "
+                       "through (default 11180, 0 = any free port) [DERMNODE_WORKER_API_PORT]")
+    serve.add_argument("--worker-api-bind", dest="worker_api_bind", metavar="ADDRESS",
+                       help="address of the worker API (default 0.0.0.0) [DERMNODE_WORKER_API_BIND_ADDRESS]")
+    serve.add_argument("--worker-api-url", dest="worker_api_url", metavar="URL",
+                       help="URL workers use to reach the worker API (default http://<host name>:<port>) "
+                       "[DERMNODE_WORKER_API_URL]")
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker for the configured broker (one per GPU)")
@@ -290,12 +327,17 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--classifier", type=Path, help="classifier bundle folder (default: shipped)")
     worker.add_argument("--segmenter", type=Path, help="segmenter bundle folder (default: shipped)")
     worker.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where models run")
-    worker.add_argument("--concurrency", type=int, default=1, help="worker processes (default 1)")
-    worker.add_argument("--pool", default="solo", choices=["solo", "prefork", "threads"],
-                        help="Celery pool (default solo: one model copy per process)")
+    worker.add_argument("--concurrency", type=int, default=1,
+                        help="jobs at once (default 1); with --pool threads their images share forward passes")
+    worker.add_argument("--pool", default="threads", choices=["threads", "solo", "prefork"],
+                        help="Celery pool (default threads: one model copy per process, batches across jobs)")
+    worker.add_argument("--batch-size", type=int, dest="batch_size",
+                        help="images per forward pass across concurrent jobs (default 8) [DERMNODE_BATCH_SIZE]")
+    worker.add_argument("--batch-wait", type=float, dest="batch_wait", metavar="SECONDS",
+                        help="longest wait for a fuller pass (default 0.05) [DERMNODE_BATCH_WAIT_S]")
     worker.add_argument("--hostname", help="Celery node name, e.g. gpu0@%%h")
-    worker.add_argument("--queues", type=lambda v: v.split(","), default=["analysis", "delivery"],
-                        help="work to take: analysis, delivery or both (default analysis,delivery)")
+    worker.add_argument("--queues", type=lambda v: [q for q in v.split(",") if q],
+                        help="Celery queues to take analysis jobs from (default: queue_name, dermnode.analysis)")
     worker.set_defaults(func=cmd_worker)
 
     studies = sub.add_parser("studies", help="list studies in the ledger with their state (audit)")

@@ -142,7 +142,6 @@ class Settings(BaseModel):
     broker_url: str | None = None
     result_backend: str | None = None
     queue_name: str = "dermnode.analysis"
-    delivery_queue: str = "dermnode.delivery"
     classifier_bundle: Path | None = None
     segmenter_bundle: Path | None = None
     device: Literal["cpu", "cuda", "auto"] = "cpu"
@@ -176,6 +175,15 @@ class Settings(BaseModel):
     #: Intake refuses an image with more pixels (Rows × Columns, or what a compressed frame header claims).
     max_image_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=1)
     uid_prefix: str = DEFAULT_UID_PREFIX
+    #: With a broker, workers on other hosts reach the node's worker API here (WADO-RS, STOW-RS, job events).
+    worker_api_port: int = Field(default=11180, ge=0, le=65535)
+    worker_api_bind_address: str = "0.0.0.0"
+    #: The URL workers use for the worker API; default ``http://<this host's name>:<worker_api_port>``.
+    worker_api_url: str | None = None
+    #: A worker analyses images of up to this many images of concurrently running jobs in one forward pass,
+    #: waiting at most ``batch_wait_s`` for jobs that are still reading their images.
+    batch_size: int = Field(default=8, ge=1, le=256)
+    batch_wait_s: float = Field(default=0.05, ge=0.0, le=5.0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     #: The HTTP side (health, metrics, admin API, status page); None = off. 0 = any free port.
@@ -209,6 +217,13 @@ class Settings(BaseModel):
                 f"({self.visibility_timeout_s:g}): Redis hands a longer-delayed retry to a second worker"
             )
         return self
+
+    @field_validator("worker_api_url")
+    @classmethod
+    def _worker_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"https?://[^/\s]+(/[^\s]*)?", v):
+            raise ValueError(f"worker_api_url {v!r} must be an http:// or https:// URL, e.g. http://node.example:11180")
+        return v.rstrip("/") if v else v
 
     @field_validator("uid_prefix")
     @classmethod
@@ -262,7 +277,11 @@ ENVIRONMENT = {
     "DERMNODE_QUIET_PERIOD": "completion.quiet_period_s",
     "DERMNODE_BROKER_URL": "broker_url",
     "DERMNODE_QUEUE": "queue_name",
-    "DERMNODE_DELIVERY_QUEUE": "delivery_queue",
+    "DERMNODE_WORKER_API_PORT": "worker_api_port",
+    "DERMNODE_WORKER_API_BIND_ADDRESS": "worker_api_bind_address",
+    "DERMNODE_WORKER_API_URL": "worker_api_url",
+    "DERMNODE_BATCH_SIZE": "batch_size",
+    "DERMNODE_BATCH_WAIT_S": "batch_wait_s",
     "DERMNODE_RESULT_BACKEND": "result_backend",
     "DERMNODE_CLASSIFIER_BUNDLE": "classifier_bundle",
     "DERMNODE_SEGMENTER_BUNDLE": "segmenter_bundle",

@@ -58,7 +58,7 @@ class Broker:
 
 def broker_for(settings: Settings) -> Broker | None:
     if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://")):
-        return Broker(settings.broker_url, (settings.queue_name, settings.delivery_queue))
+        return Broker(settings.broker_url, (settings.queue_name,))
     return None
 
 

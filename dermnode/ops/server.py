@@ -19,7 +19,9 @@ LOG = logging.getLogger("dermnode.http")
 class HttpServer:
     """``start()`` binds and returns once listening; ``stop()`` closes and joins."""
 
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
+    def __init__(self, app: Starlette, host: str, port: int,
+                 what: str = "HTTP side (healthz, readyz, metrics, api, status page)") -> None:
+        self._what = what
         # No access log: paths carry Study Instance UIDs, and the log is not the audit trail.
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=5)
@@ -49,10 +51,10 @@ class HttpServer:
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise ConfigurationError(
-                    f"the HTTP side could not listen on {self._host}:{self._server.config.port} ({self._error!r}): "
-                    "choose another --http-port or stop the program using it")
+                    f"the {self._what} could not listen on {self._host}:{self._server.config.port} "
+                    f"({self._error!r}): choose another port or stop the program using it")
             time.sleep(0.02)
-        LOG.info("HTTP side on http://%s:%d (healthz, readyz, metrics, api, status page)", self._host, self.port)
+        LOG.info("%s on %s:%d", self._what, self._host, self.port)
         return self
 
     def stop(self) -> None:

@@ -11,10 +11,10 @@ from dermnode.kernel.addresses import Address
 from dermnode.kernel.errors import LedgerError, NotFoundError
 from dermnode.kernel.messages import DeliveryJob
 from dermnode.kernel.settings import Settings, load_settings
+from dicom_node.delivery import Delivery
 from dicom_node.ledger import DeliveryState, Ledger, ReceivedInstance, StudyState
 from tests import dcmtk
 from tests.factories import minimal_output_file
-from workers.delivery import Delivery
 
 
 class Clock:

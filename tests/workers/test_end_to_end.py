@@ -18,7 +18,14 @@ from pydicom import dcmread
 
 from dicom_node.ledger import Ledger, StudyState
 from tests import dcmtk
-from tests.e2e import PER_IMAGE_OBJECTS, check_outputs, expected_objects, serve_args, studies_listing
+from tests.e2e import (
+    PER_IMAGE_OBJECTS,
+    broker_args,
+    check_outputs,
+    expected_objects,
+    serve_args,
+    studies_listing,
+)
 from tests.factories import write_study
 from tests.processes import DermnodeProcess
 
@@ -65,10 +72,8 @@ def test_redis_and_celery_worker_deliver_sr_and_seg(
     _redis_or_skip()
     data_dir = tmp_path / "node"
     env = {"DERMNODE_QUEUE": queue_name}
-    worker = DermnodeProcess(
-        ["worker", "--broker", REDIS_URL, "--data-dir", str(data_dir), "--hostname", f"{queue_name}@%h"], env=env
-    )
-    node = DermnodeProcess(serve_args(data_dir, destination, "--broker", REDIS_URL), env=env)
+    worker = DermnodeProcess(["worker", "--broker", REDIS_URL, "--hostname", f"{queue_name}@%h"], env=env)
+    node = DermnodeProcess(serve_args(data_dir, destination, *broker_args(REDIS_URL)), env=env)
     try:
         port = node.wait_listening()
         worker.wait_for_log(r"ready\.", timeout=120)
@@ -77,7 +82,8 @@ def test_redis_and_celery_worker_deliver_sr_and_seg(
         assert dcmtk.storescu(port, files).returncode == 0
         received = destination.wait_for(expected_objects(2), timeout=120)
         check_outputs(received, 2, study_uid)
-        worker.wait_for_log(r"delivered \d+ object\(s\) to DEST")
+        worker.wait_for_log(r"2 image\(s\) analysed")
+        node.wait_for_log(r"delivered \d+ object\(s\) to DEST")
         assert "analysed" not in node.logs()  # the node itself never analysed: the worker did
     finally:
         node.stop()
@@ -91,7 +97,7 @@ def test_restart_delivers_a_complete_undelivered_study(
     """The node queues a study to a broker with no worker, crashes; restarted, it delivers the study."""
     _redis_or_skip()
     data_dir = tmp_path / "node"
-    first = DermnodeProcess(serve_args(data_dir, destination, "--broker", REDIS_URL),
+    first = DermnodeProcess(serve_args(data_dir, destination, *broker_args(REDIS_URL)),
                             env={"DERMNODE_QUEUE": queue_name})
     try:
         port = first.wait_listening()
@@ -156,7 +162,7 @@ def test_broker_outage_keeps_the_study_and_queues_it_when_redis_returns(
     broker = f"redis://127.0.0.1:{port}/0"
     data_dir = tmp_path / "node"
     env = {"DERMNODE_QUEUE": queue_name}
-    node = DermnodeProcess(serve_args(data_dir, destination, "--broker", broker), env=env)
+    node = DermnodeProcess(serve_args(data_dir, destination, *broker_args(broker)), env=env)
     server: subprocess.Popen[bytes] | None = None
     worker: DermnodeProcess | None = None
     try:
@@ -166,7 +172,7 @@ def test_broker_outage_keeps_the_study_and_queues_it_when_redis_returns(
         assert "complete" in studies_listing(data_dir)
         server = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                    "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        worker = DermnodeProcess(["worker", "--broker", broker, "--data-dir", str(data_dir)], env=env)
+        worker = DermnodeProcess(["worker", "--broker", broker], env=env)
         received = destination.wait_for(expected_objects(1), timeout=150)
         check_outputs(received, 1, str(dcmread(files[0]).StudyInstanceUID))
     finally:
@@ -212,8 +218,8 @@ def test_a_study_whose_worker_is_killed_mid_analysis_is_analysed_again(
     _redis_or_skip()
     data_dir = tmp_path / "node"
     env = {"DERMNODE_QUEUE": queue_name, "DERMNODE_STALLED_AFTER_S": "20"}
-    worker_args = ["worker", "--broker", REDIS_URL, "--data-dir", str(data_dir), "--hostname", f"{queue_name}@%h"]
-    node = DermnodeProcess(serve_args(data_dir, destination, "--broker", REDIS_URL), env=env)
+    worker_args = ["worker", "--broker", REDIS_URL, "--hostname", f"{queue_name}@%h"]
+    node = DermnodeProcess(serve_args(data_dir, destination, *broker_args(REDIS_URL)), env=env)
     first = DermnodeProcess(worker_args, env=env)
     second: DermnodeProcess | None = None
     try:

@@ -10,11 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 
+from dermnode.kernel.addresses import Address
 from dermnode.kernel.errors import InferenceError
-from dermnode.kernel.messages import Address, AnalysisJob
+from dermnode.kernel.messages import AnalysisJob, DeliveryJob, InstanceRef
 from dermnode.kernel.settings import Settings, load_settings
+from dicom_node import assignments as node_assignments
+from dicom_node.assignments import Assignments
+from dicom_node.delivery import Deliveries, Delivery
 from dicom_node.ledger import DeliveryState, Ledger, ReceivedInstance, StudyState
 from dicom_node.spool import Spool
 from inference.models.predict import Analyzer
@@ -25,8 +29,8 @@ from tests.dciodvfy import dciodvfy_problems
 from tests.factories import write_study
 from workers import pipeline
 from workers.app import WorkerRuntime, build_runtime
-from workers.delivery import Delivery, DeliveryJob, InProcessDeliveryScheduler
 from workers.dispatch import ANALYSE_TASK
+from workers.link import LocalLink
 from workers.pipeline import StudyAnalysis
 
 
@@ -49,10 +53,24 @@ def ledger(settings: Settings) -> Iterator[Ledger]:
 
 
 @pytest.fixture
-def runtime(settings: Settings, analyzer: Analyzer) -> Iterator[WorkerRuntime]:
-    rt = build_runtime(settings, embedded=True, analyzer_factory=lambda: analyzer)
-    yield rt
-    rt.scheduler.close()
+def destinations() -> list[Address]:
+    """Where the node side of these tests delivers (empty: the outbox only)."""
+    return []
+
+
+@pytest.fixture
+def link(settings: Settings, ledger: Ledger, destinations: list[Address]) -> Iterator[LocalLink]:
+    """The node's side, as the embedded worker reaches it: assignments, outbox, deliveries."""
+    deliveries = Deliveries(settings, ledger)
+    node_side = Assignments(ledger, settings.outbox_dir, deliveries, lambda study: tuple(destinations),
+                            settings.uid_prefix)
+    yield LocalLink(node_side)
+    deliveries.close()
+
+
+@pytest.fixture
+def runtime(settings: Settings, analyzer: Analyzer, link: LocalLink) -> WorkerRuntime:
+    return build_runtime(settings, embedded_link=link, analyzer_factory=lambda: analyzer)
 
 
 def _spool_study(tmp_path: Path, settings: Settings, ledger: Ledger, n: int = 2) -> str:
@@ -86,25 +104,27 @@ def test_outputs_are_written_recorded_and_deterministic(
     tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
 ) -> None:
     study_uid = _spool_study(tmp_path, settings, ledger)
-    first = _analyse(runtime, AnalysisJob(study_uid, 1, ()))
+    first = _analyse(runtime, AnalysisJob(study_uid, 1))
     assert first["state"] == StudyState.ANALYSED, first["reason"]
     assert "no destination configured" in str(first["reason"])
     outputs = list(first["outputs"])  # type: ignore[call-overload]
-    assert len(outputs) == 7 and all(Path(p).is_file() for p in outputs)
+    recorded = {o["sop_instance_uid"]: Path(o["path"]) for o in ledger.outputs(study_uid)}
+    assert len(outputs) == 7 and set(outputs) == set(recorded) and all(p.is_file() for p in recorded.values())
     assert {o["kind"] for o in ledger.outputs(study_uid)} == {"seg", "attention-seg", "attention-levels-seg", "sr"}
     # a redelivered task produces the very same objects (same UIDs), replacing rather than duplicating
     ledger.transition(study_uid, StudyState.QUEUED)
-    again = _analyse(runtime, AnalysisJob(study_uid, 1, ()))
+    again = _analyse(runtime, AnalysisJob(study_uid, 1))
     assert sorted(again["outputs"]) == sorted(outputs)  # type: ignore[call-overload]
 
 
 def test_delivery_runs_on_its_own_queue_and_closes_the_study(
-    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
+    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime, destinations: list[Address]
 ) -> None:
     study_uid = _spool_study(tmp_path, settings, ledger, n=1)
     scp = dcmtk.StoreSCP(tmp_path / "pacs", ae_title="PACS")
+    destinations.append(Address("PACS", "127.0.0.1", scp.port))
     try:
-        outcome = _analyse(runtime, AnalysisJob(study_uid, 1, (Address("PACS", "127.0.0.1", scp.port),)))
+        outcome = _analyse(runtime, AnalysisJob(study_uid, 1))
         assert outcome["state"] == StudyState.DELIVERING
         assert _wait_state(ledger, study_uid, {StudyState.DELIVERED, StudyState.FAILED}) == StudyState.DELIVERED
         assert len(scp.wait_for(4)) == 4
@@ -115,11 +135,11 @@ def test_delivery_runs_on_its_own_queue_and_closes_the_study(
 
 
 def test_unreachable_destination_is_retried_with_backoff_then_fails_with_reason(
-    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
+    tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime, destinations: list[Address]
 ) -> None:
     study_uid = _spool_study(tmp_path, settings, ledger, n=1)
-    dead = Address("PACS", "127.0.0.1", dcmtk.free_port())
-    assert _analyse(runtime, AnalysisJob(study_uid, 1, (dead,)))["state"] == StudyState.DELIVERING
+    destinations.append(Address("PACS", "127.0.0.1", dcmtk.free_port()))
+    assert _analyse(runtime, AnalysisJob(study_uid, 1))["state"] == StudyState.DELIVERING
     assert _wait_state(ledger, study_uid, {StudyState.DELIVERED, StudyState.FAILED}) == StudyState.FAILED
     study = ledger.study(study_uid)
     assert study is not None and "PACS@127.0.0.1" in study.reason and "no association" in study.reason
@@ -144,7 +164,7 @@ def test_stale_generation_is_skipped(
     tmp_path: Path, settings: Settings, ledger: Ledger, runtime: WorkerRuntime
 ) -> None:
     study_uid = _spool_study(tmp_path, settings, ledger, n=1)
-    assert _analyse(runtime, AnalysisJob(study_uid, 7, ()))["state"] == "skipped"
+    assert _analyse(runtime, AnalysisJob(study_uid, 7))["state"] == "skipped"
     assert ledger.study(study_uid).state == StudyState.QUEUED  # type: ignore[union-attr]
 
 
@@ -154,7 +174,7 @@ def test_corrupt_spooled_file_fails_the_study_with_the_reason(
     study_uid = _spool_study(tmp_path, settings, ledger, n=1)
     [inst] = ledger.instances(study_uid)
     inst.path.write_bytes(inst.path.read_bytes()[:2000])  # disk corruption after acknowledgement
-    outcome = _analyse(runtime, AnalysisJob(study_uid, 1, ()))
+    outcome = _analyse(runtime, AnalysisJob(study_uid, 1))
     assert outcome["state"] == StudyState.FAILED
     study = ledger.study(study_uid)
     assert study is not None and study.state == StudyState.FAILED
@@ -178,7 +198,7 @@ def test_a_bad_image_is_left_out_and_named_in_the_report(
     study_uid = _spool_study(tmp_path, settings, ledger, n=3)
     bad = ledger.instances(study_uid)[1]
     bad.path.write_bytes(bad.path.read_bytes()[:2000])  # disk corruption after acknowledgement
-    outcome = _analyse(runtime, AnalysisJob(study_uid, 1, ()))
+    outcome = _analyse(runtime, AnalysisJob(study_uid, 1))
     assert outcome["state"] == StudyState.ANALYSED
     assert len([o for o in ledger.outputs(study_uid) if o["kind"] == "seg"]) == 2
     sr = _report(ledger, study_uid)
@@ -204,16 +224,13 @@ class FailsOn:
 
 
 def test_an_image_the_model_fails_on_costs_only_itself(
-    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer
+    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer, link: LocalLink
 ) -> None:
     study_uid = _spool_study(tmp_path, settings, ledger, n=3)
     bad = ledger.instances(study_uid)[2]
     failing = FailsOn(analyzer, rgb_pixels(dcmread(bad.path)))
-    rt = build_runtime(settings, embedded=True, analyzer_factory=lambda: failing)  # type: ignore[arg-type, return-value]
-    try:
-        assert _analyse(rt, AnalysisJob(study_uid, 1, ()))["state"] == StudyState.ANALYSED
-    finally:
-        rt.scheduler.close()
+    rt = build_runtime(settings, embedded_link=link, analyzer_factory=lambda: failing)  # type: ignore[arg-type, return-value]
+    assert _analyse(rt, AnalysisJob(study_uid, 1))["state"] == StudyState.ANALYSED
     assert _comments(_report(ledger, study_uid)) == [
         f"Image {bad.sop_instance_uid} was not analysed: the model could not run on this image (test)"
     ]
@@ -225,7 +242,7 @@ def test_a_study_with_no_analysable_image_fails_naming_each(
     study_uid = _spool_study(tmp_path, settings, ledger, n=2)
     for inst in ledger.instances(study_uid):
         inst.path.write_bytes(inst.path.read_bytes()[:2000])
-    assert _analyse(runtime, AnalysisJob(study_uid, 1, ()))["state"] == StudyState.FAILED
+    assert _analyse(runtime, AnalysisJob(study_uid, 1))["state"] == StudyState.FAILED
     study = ledger.study(study_uid)
     assert study is not None and "none of the 2 image(s)" in study.reason
     assert all(i.sop_instance_uid in study.reason for i in ledger.instances(study_uid))
@@ -235,40 +252,40 @@ def _no_space(*args: object) -> None:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_no_space_during_analysis_is_retried_with_back_off(
-    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer, monkeypatch: pytest.MonkeyPatch
+def test_no_space_on_the_node_is_retried_with_back_off(
+    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer, link: LocalLink,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     study_uid = _spool_study(tmp_path, settings, ledger, n=1)
-    real_write = pipeline._write_durably
+    real_write = node_assignments._write_durably
     failures = iter([True, True])
-    monkeypatch.setattr(pipeline, "_write_durably",
-                        lambda ds, path: _no_space() if next(failures, False) else real_write(ds, path))
+    monkeypatch.setattr(node_assignments, "_write_durably",
+                        lambda data, path: _no_space() if next(failures, False) else real_write(data, path))
     waits: list[float] = []
-    analysis = StudyAnalysis(settings, InProcessDeliveryScheduler(), lambda: ledger,
-                             analyzer_factory=lambda: analyzer, wait=waits.append)
-    outcome = analysis.run(AnalysisJob(study_uid, 1, ()))
+    analysis = StudyAnalysis(settings, analyzer_factory=lambda: analyzer, wait=waits.append)
+    outcome = analysis.run(AnalysisJob(study_uid, 1), link)
     assert outcome.state == StudyState.ANALYSED
     assert waits == [settings.analysis_retry.delay(1), settings.analysis_retry.delay(2)]
-    retries = [e.detail for e in ledger.events(study_uid) if e.kind == "study-analysing" and "no space" in e.detail]
-    assert len(retries) == 2
+    assert len(ledger.outputs(study_uid)) == 4
 
 
 def test_no_space_that_lasts_fails_the_study_after_the_last_attempt(
-    tmp_path: Path, ledger: Ledger, analyzer: Analyzer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ledger: Ledger, analyzer: Analyzer, link: LocalLink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = load_settings(None, {}, {"data_dir": tmp_path / "data", "analysis_attempts": 3})
-    study_uid = _spool_study(tmp_path, settings, Ledger(settings.ledger_path), n=1)
-    monkeypatch.setattr(pipeline, "_write_durably", lambda ds, path: _no_space())
+    study_uid = _spool_study(tmp_path, settings, ledger, n=1)
+    monkeypatch.setattr(node_assignments, "_write_durably", lambda data, path: _no_space())
     waits: list[float] = []
-    analysis = StudyAnalysis(settings, InProcessDeliveryScheduler(), lambda: Ledger(settings.ledger_path),
-                             analyzer_factory=lambda: analyzer, wait=waits.append)
-    outcome = analysis.run(AnalysisJob(study_uid, 1, ()))
+    analysis = StudyAnalysis(settings, analyzer_factory=lambda: analyzer, wait=waits.append)
+    outcome = analysis.run(AnalysisJob(study_uid, 1), link)
     assert outcome.state == StudyState.FAILED
     assert "no space left on a disk after 3 attempt(s)" in outcome.reason
     assert len(waits) == 2
 
 
-def test_the_heartbeat_records_progress_until_the_analysis_ends(tmp_path: Path, ledger: Ledger) -> None:
+def test_the_heartbeat_records_progress_until_the_analysis_ends(
+    tmp_path: Path, ledger: Ledger, link: LocalLink
+) -> None:
     ledger.record_instance(ReceivedInstance("1.2.9", "1.2.3", "1.2.4", "1.2.840.10008.5.1.4.1.1.77.1.7",
                                             "1.2.840.10008.1.2.1", tmp_path / "x.dcm", "STORESCU", "127.0.0.1"))
     ledger.transition("1.2.3", StudyState.ANALYSING)
@@ -281,7 +298,7 @@ def test_the_heartbeat_records_progress_until_the_analysis_ends(tmp_path: Path, 
         return touch(*args)  # type: ignore[arg-type]
 
     ledger.touch = counting_touch  # type: ignore[method-assign, assignment]
-    with pipeline.Heartbeat(ledger, AnalysisJob("1.2.3", 1, ()), 0.01):
+    with pipeline.Heartbeat(link, AnalysisJob("1.2.3", 1), 0.01):
         assert beats.wait(10)
     assert ledger.study("1.2.3").updated > before  # type: ignore[union-attr]
 
@@ -304,17 +321,37 @@ class OneAtATime:
                 self.inside -= 1
 
 
-def test_threads_share_one_analyzer_one_at_a_time(
-    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer
+class TogetherLink:
+    """A link whose jobs wait for each other before they read their first image."""
+
+    def __init__(self, link: LocalLink, barrier: threading.Barrier) -> None:
+        self.link, self.barrier, self.waited = link, barrier, threading.local()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.link, name)
+
+    def fetch(self, job: AnalysisJob, ref: InstanceRef) -> Dataset:
+        if not getattr(self.waited, "done", False):
+            self.waited.done = True
+            self.barrier.wait(30)
+        return self.link.fetch(job, ref)
+
+
+def test_threads_share_one_analyzer_one_at_a_time_and_batch_across_studies(
+    tmp_path: Path, settings: Settings, ledger: Ledger, analyzer: Analyzer, link: LocalLink
 ) -> None:
     studies = [_spool_study(tmp_path / str(i), settings, ledger, n=2) for i in range(3)]
     guarded = OneAtATime(analyzer)
-    analysis = StudyAnalysis(settings, InProcessDeliveryScheduler(), lambda: ledger,
+    analysis = StudyAnalysis(settings.model_copy(update={"batch_wait_s": 2.0}),
                              analyzer_factory=lambda: guarded)  # type: ignore[arg-type, return-value]
-    threads = [threading.Thread(target=analysis.run, args=(AnalysisJob(s, 1, ()),)) for s in studies]
+    together = TogetherLink(link, threading.Barrier(len(studies)))  # every job is running before one reads
+    threads = [threading.Thread(target=analysis.run, args=(AnalysisJob(s, 1), together))
+               for s in studies]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
     assert guarded.overlaps == 0
     assert {ledger.study(s).state for s in studies} == {StudyState.ANALYSED}  # type: ignore[union-attr]
+    assert max(analysis.batcher.passes) > 2, f"no pass took images of two studies: {list(analysis.batcher.passes)}"
+    assert max(analysis.batcher.passes) > 2, f"no pass took images of two studies: {list(analysis.batcher.passes)}"

@@ -1,7 +1,8 @@
-"""Delivery of a study generation's outputs to one destination, as its own queued task.
+"""Delivery of a study generation's outputs to one destination, by the node, which holds the outbox.
 
-Analysis workers (GPUs) never wait on a slow or absent PACS: each destination gets a delivery job on the
-delivery queue; a failed attempt is re-queued after the delay of the single
+Analysis workers (GPUs) never wait on a slow or absent PACS: once a generation's outputs are in the node's
+outbox, each destination gets a delivery job on the node's delivery queue (:class:`DeliveryQueue`, a thread
+of the node); a failed attempt is queued again after the delay of the single
 :class:`~dermnode.kernel.retry.RetryPolicy` (back-off from ``send_backoff_s`` capped at ``send_backoff_max_s``,
 for ``send_retry_period_s``, 24 h by default). The period is measured from the start of the run of attempts that
 the ledger records, so a restart of the node or a worker does not restart the clock. When every destination of
@@ -20,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from celery import Celery
-
 from dermnode.kernel.addresses import Address
 from dermnode.kernel.messages import DeliveryJob
 from dermnode.kernel.settings import Settings
@@ -29,8 +28,6 @@ from dicom_node.ledger import FINAL_DELIVERY_STATES, DeliveryState, Ledger, Stud
 from dicom_node.sender import StoreSender
 
 LOG = logging.getLogger("dermnode.delivery")
-
-DELIVER_TASK = "dermnode.deliver"
 
 #: Send order: segmentations before the report that references them.
 _KIND_ORDER = {"seg": 0, "attention-seg": 1, "attention-levels-seg": 2, "sr": 3}
@@ -54,23 +51,8 @@ class DeliveryScheduler(Protocol):
     def close(self) -> None: ...
 
 
-class CeleryDeliveryScheduler:
-    """Publishes delivery jobs to the delivery queue (with a countdown for retries)."""
-
-    def __init__(self, app: Celery, queue_name: str) -> None:
-        self._app = app
-        self._queue = queue_name
-
-    def schedule(self, job: DeliveryJob, delay_s: float = 0.0) -> None:
-        self._app.send_task(DELIVER_TASK, kwargs={"message": job.to_message()}, queue=self._queue,
-                            countdown=delay_s or None)
-
-    def close(self) -> None:
-        """Nothing to release: jobs live in the broker."""
-
-
-class InProcessDeliveryScheduler:
-    """The embedded default: a background thread runs due delivery jobs in time order.
+class DeliveryQueue:
+    """A background thread of the node runs due delivery jobs in time order.
 
     Jobs held in memory are not lost on a crash: the study stays "delivering" in the ledger and is
     analysed and delivered again (same UIDs) when the node restarts.
@@ -190,3 +172,26 @@ def start_deliveries(ledger: Ledger, scheduler: DeliveryScheduler, study_uid: st
         ledger.record_delivery(study_uid, generation, dest.describe(), DeliveryState.PENDING, 0, "queued")
     for dest in destinations:
         scheduler.schedule(DeliveryJob(study_uid, generation, dest))
+
+
+class Deliveries:
+    """The node's delivery side: :class:`Delivery` attempts run on a :class:`DeliveryQueue`, retries re-queued."""
+
+    def __init__(self, settings: Settings, ledger: Ledger, sender: StoreSender | None = None) -> None:
+        self._ledger = ledger
+        self.delivery = Delivery(settings, lambda: ledger, sender)
+        self.queue = DeliveryQueue()
+        self.queue.bind(self.run)
+
+    def run(self, job: DeliveryJob) -> DeliveryOutcome:
+        """One attempt now; a retry goes back on the queue with its delay."""
+        outcome = self.delivery.attempt(job)
+        if outcome.retry_in_s is not None:
+            self.queue.schedule(outcome.job.next_attempt(), outcome.retry_in_s)
+        return outcome
+
+    def start(self, study_uid: str, generation: int, destinations: tuple[Address, ...]) -> None:
+        start_deliveries(self._ledger, self.queue, study_uid, generation, destinations)
+
+    def close(self) -> None:
+        self.queue.close()
