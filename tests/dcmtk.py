@@ -56,14 +56,15 @@ def storescu(
 class StoreSCP:
     """A DCMTK storescp destination on an ephemeral port, writing into ``directory``."""
 
-    def __init__(self, directory: Path, ae_title: str = "DEST") -> None:
+    def __init__(self, directory: Path, ae_title: str = "DEST", unique_files: bool = False) -> None:
+        """``unique_files``: one file per object received (a second copy of an object is a second file)."""
         self.directory = directory
         self.ae_title = ae_title
         self.port = free_port()
         directory.mkdir(parents=True, exist_ok=True)
         # +xa: accept all transfer syntaxes (DESIGN.md); -up: ignore unknown SOP classes restrictions.
         self.proc = subprocess.Popen(
-            [tool("storescp"), "--aetitle", ae_title, "+xa", "-od", str(directory), "-uf",
+            [tool("storescp"), "--aetitle", ae_title, "+xa", "-od", str(directory), "+uf" if unique_files else "-uf",
              str(self.port)],
             env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )

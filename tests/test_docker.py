@@ -25,8 +25,12 @@ def test_compose_runs_pacs_node_worker_and_viewer() -> None:
     assert {"redis", "node", "worker", "orthanc", "ohif"} <= set(services)
     assert services["orthanc"]["build"]["context"] == "orthanc"
     assert services["ohif"]["build"]["context"] == "ohif"
-    for name in ("node", "worker"):
-        assert services[name]["environment"]["DERMNODE_DESTINATIONS"] == "ORTHANC@orthanc:4242"
+    assert services["node"]["environment"]["DERMNODE_DESTINATIONS"] == "ORTHANC@orthanc:4242"
+    # Workers share nothing with the node but the broker and the worker API: no data volume.
+    assert services["node"]["volumes"] == ["dermnode-data:/data"]
+    assert services["node"]["environment"]["DERMNODE_WORKER_API_URL"] == "http://node:11180"
+    for name in ("worker", "gpu-worker"):
+        assert "volumes" not in services[name] and "DERMNODE_DESTINATIONS" not in services[name]["environment"]
     assert "ORTHANC" in services["node"]["environment"]["DERMNODE_ALLOW"].split(",")
     for service in services.values():  # no service is published beyond the host itself
         assert all(str(p).startswith("127.0.0.1:") for p in service.get("ports", []))

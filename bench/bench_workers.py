@@ -1,0 +1,109 @@
+"""Scale-out: one-image studies through 1 worker vs 2 workers (one thread each), side by side in one run.
+
+    .venv/bin/python -m bench.bench_workers --studies 40
+
+Real processes on loopback: a private ``redis-server`` on an ephemeral port, ``dermnode serve --broker``,
+``dermnode worker`` processes (``--concurrency 1``, ``OMP_NUM_THREADS=1``: one thread each), a DCMTK storescp
+as the destination. All studies are sent with ``storescu``; the run ends when storescp has every object.
+Throughput is studies per minute from the first C-STORE to the last object received; latency is, per study,
+from its last C-STORE (the ledger's ``last_received``) to the ledger's ``study-delivered`` event (this
+includes the completion quiet period, 1 s here). Prints the rows of BENCHMARKS.md's scale-out table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from pydicom import dcmread
+
+from dicom_node.ledger import Ledger
+from tests import dcmtk
+from tests.e2e import broker_args, expected_objects, serve_args
+from tests.factories import write_study
+from tests.processes import DermnodeProcess
+
+
+def _run(n_workers: int, studies: list[list[Path]], work: Path) -> dict[str, float]:
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        raise SystemExit("redis-server is not installed (apt install redis-server)")
+    port = dcmtk.free_port()
+    broker = f"redis://127.0.0.1:{port}/0"
+    server = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    destination = dcmtk.StoreSCP(work / f"received-{n_workers}")
+    data_dir = work / f"node-{n_workers}"
+    one_thread = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    node = DermnodeProcess(serve_args(data_dir, destination, *broker_args(broker)), env=one_thread)
+    workers = [DermnodeProcess(["worker", "--broker", broker, "--concurrency", "1", "--hostname", f"w{i}@%h"],
+                               env=one_thread) for i in range(n_workers)]
+    try:
+        node_port = node.wait_listening()
+        for worker in workers:
+            worker.wait_for_log(r"ready\.", timeout=180)
+        # Warm-up: one study through each worker's first job (model load) before the clock starts.
+        for i in range(n_workers):
+            warm = write_study(work / f"warm-{n_workers}-{i}", n_images=1)
+            assert dcmtk.storescu(node_port, warm).returncode == 0
+        destination.wait_for(n_workers * expected_objects(1), timeout=300)
+        before = len(destination.files())
+        started = time.time()
+        for files in studies:
+            sent = dcmtk.storescu(node_port, files)
+            assert sent.returncode == 0, sent.stderr
+        destination.wait_for(before + len(studies) * expected_objects(1), timeout=1800)
+        finished = time.time()
+    finally:
+        node.stop()
+        for worker in workers:
+            worker.stop()
+        destination.stop()
+        server.terminate()
+        server.wait(timeout=30)
+    ledger = Ledger(data_dir / "ledger.sqlite3")
+    latencies = []
+    for files in studies:
+        study_uid = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+        study = ledger.study(study_uid)
+        assert study is not None
+        delivered = [e.at for e in ledger.events(study_uid) if e.kind == "study-delivered"]
+        latencies.append(delivered[-1] - study.last_received)
+    ledger.close()
+    latencies.sort()
+    return {
+        "studies_per_min": len(studies) / (finished - started) * 60,
+        "wall_s": finished - started,
+        "latency_median_s": statistics.median(latencies),
+        "latency_p95_s": latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--studies", type=int, default=40)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dermnode-bench-workers-"))
+    try:
+        results = {}
+        for n_workers in (1, 2):
+            studies = [write_study(work / f"s{n_workers}-{i}", n_images=1) for i in range(args.studies)]
+            results[n_workers] = _run(n_workers, studies, work)
+            print(n_workers, results[n_workers], flush=True)
+        print("\n| workers | studies/min | wall (s) | last C-STORE → delivered, median (s) | p95 (s) |")
+        print("|---|---|---|---|---|")
+        for n, r in results.items():
+            print(f"| {n} | {r['studies_per_min']:.1f} | {r['wall_s']:.1f} | {r['latency_median_s']:.2f} | "
+                  f"{r['latency_p95_s']:.2f} |")
+        print(f"\nratio 2 workers / 1 worker: {results[2]['studies_per_min'] / results[1]['studies_per_min']:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
