@@ -12,6 +12,7 @@ import errno
 import io
 import json
 import logging
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -63,7 +64,12 @@ class HttpLink:
                     return e.code, e.read(), e.headers.get("content-type", "")
                 problem = f"HTTP {e.code}"
             except (urllib.error.URLError, OSError) as e:
-                problem = str(getattr(e, "reason", e))
+                reason = getattr(e, "reason", e)
+                if isinstance(reason, ssl.SSLCertVerificationError):
+                    raise DermnodeError(
+                        f"the certificate of the node's worker API at {endpoint.url} is not trusted "
+                        f"({reason.verify_message}): point SSL_CERT_FILE at the CA bundle that signed it") from e
+                problem = str(reason)
             elapsed = time.monotonic() - started
             if self._retry.gives_up_after(attempt, elapsed):
                 raise NodeUnreachable(f"the node's worker API at {endpoint.url} did not answer for {elapsed:.0f} s "

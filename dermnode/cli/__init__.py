@@ -132,10 +132,11 @@ def _worker_api_url(settings: Settings, port: int) -> str:
 
     if settings.worker_api_url:
         return settings.worker_api_url
+    scheme = "https" if settings.tls else "http"
     host = settings.worker_api_bind_address
     if host in ("0.0.0.0", "::", ""):
         host = socket.getfqdn()
-    return f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
+    return f"{scheme}://{host}:{port}" if ":" not in host else f"{scheme}://[{host}]:{port}"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -165,8 +166,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         else:
             # Outputs can be as large as a 16-bit image at the pixel limit; one object per request.
             app = build_worker_api(node.assignments, node.tokens, 2 * max_dataset_bytes(settings.max_image_pixels))
+            # With TLS configured for DICOM, the worker API is HTTPS with the same certificate.
+            tls = (settings.tls.certificate, settings.tls.private_key) if settings.tls else None
             worker_api = HttpServer(app, settings.worker_api_bind_address, settings.worker_api_port,
-                                    what="worker API (WADO-RS, STOW-RS, job events)").start()
+                                    what="worker API (WADO-RS, STOW-RS, job events)", tls=tls).start()
             node.worker_url = _worker_api_url(settings, worker_api.port)
             LOG.info("queueing complete studies to %s (queue %s); workers reach this node at %s",
                      settings.broker_url, settings.queue_name, node.worker_url)

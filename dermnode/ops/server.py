@@ -7,6 +7,7 @@ import asyncio
 import logging
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
@@ -20,11 +21,14 @@ class HttpServer:
     """``start()`` binds and returns once listening; ``stop()`` closes and joins."""
 
     def __init__(self, app: Starlette, host: str, port: int,
-                 what: str = "HTTP side (healthz, readyz, metrics, api, status page)") -> None:
+                 what: str = "HTTP side (healthz, readyz, metrics, api, status page)",
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: certificate and private key files; HTTPS instead of HTTP."""
         self._what = what
         # No access log: paths carry Study Instance UIDs, and the log is not the audit trail.
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=5)
+                                timeout_graceful_shutdown=5,
+                                ssl_certfile=str(tls[0]) if tls else None, ssl_keyfile=str(tls[1]) if tls else None)
         access = logging.getLogger("uvicorn.access")
         access.handlers, access.propagate = [], False
         self._server = uvicorn.Server(config)

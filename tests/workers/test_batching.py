@@ -6,11 +6,7 @@ import threading
 
 import pytest
 
-from dermnode.kernel.messages import AnalysisJob, NodeEndpoint
-from tests import dcmtk
 from workers.batching import Batcher
-from workers.link import NodeUnreachable
-from workers.remote import HttpLink
 
 
 def _doubling(calls: list[list[int]]) -> Batcher[int, int]:
@@ -66,12 +62,3 @@ def test_a_failed_pass_raises_in_every_job_of_it() -> None:
     with pytest.raises(ValueError, match="model failed"):
         batcher.submit([1])
     assert list(batcher.passes) == []
-
-
-def test_a_node_that_does_not_answer_drops_the_job_after_the_patience() -> None:
-    waits: list[float] = []
-    link = HttpLink(timeout_s=2, patience_s=5, wait=waits.append)
-    job = AnalysisJob("1.2.3", 1, NodeEndpoint(f"http://127.0.0.1:{dcmtk.free_port()}", "t.s", 30.0))
-    with pytest.raises(NodeUnreachable, match="did not answer"):
-        link.claim(job)
-    assert waits == [0.5, 1.0, 2.0, 4.0]  # back-off while the next try still falls within the 5 s
