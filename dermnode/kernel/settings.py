@@ -207,17 +207,6 @@ class Settings(BaseModel):
             raise ValueError(f"destinations {', '.join(needing)} use TLS: configure tls (certificate, private_key)")
         return self
 
-    @model_validator(mode="after")
-    def _backoff_below_visibility_timeout(self) -> Settings:
-        # A study waiting for its next delivery attempt is not stalled: the completion monitor allows
-        # DELIVERING studies stalled_after_s + send_backoff_max_s (see dicom_node.completion).
-        if self.broker_url and self.send_backoff_max_s > self.visibility_timeout_s:
-            raise ValueError(
-                f"send_backoff_max_s ({self.send_backoff_max_s:g}) must not exceed visibility_timeout_s "
-                f"({self.visibility_timeout_s:g}): Redis hands a longer-delayed retry to a second worker"
-            )
-        return self
-
     @field_validator("worker_api_url")
     @classmethod
     def _worker_url(cls, v: str | None) -> str | None:

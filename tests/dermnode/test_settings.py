@@ -84,9 +84,16 @@ def test_the_yaml_examples_work_when_uncommented_as_documented(tmp_path: Path) -
     assert settings.tls is not None and settings.tls.require_client_certificate
 
 
-def test_delivery_back_off_must_stay_below_the_visibility_timeout() -> None:
-    with pytest.raises(ConfigurationError, match="Redis hands a longer-delayed retry to a second worker"):
-        load_settings(None, {}, {"send_backoff_max_s": 900, "broker_url": "redis://127.0.0.1:6379/0"})
+def test_deliveries_never_wait_in_redis_so_a_long_back_off_is_fine_with_a_broker() -> None:
+    settings = load_settings(None, {}, {"send_backoff_max_s": 3600, "broker_url": "redis://127.0.0.1:6379/0"})
+    assert settings.send_backoff_max_s > settings.visibility_timeout_s
+
+
+def test_the_worker_api_url_must_be_http_and_says_so() -> None:
+    assert load_settings(None, {"DERMNODE_WORKER_API_URL": "http://node.example:11180/"}).worker_api_url == (
+        "http://node.example:11180")
+    with pytest.raises(ConfigurationError, match="must be an http:// or https:// URL"):
+        load_settings(None, {"DERMNODE_WORKER_API_URL": "node.example:11180"})
 
 
 def test_admin_token_comes_from_the_environment_and_is_never_shown() -> None:
