@@ -7,7 +7,9 @@ Real processes on loopback: a private ``redis-server`` on an ephemeral port, ``d
 as the destination. All studies are sent with ``storescu``; the run ends when storescp has every object.
 Throughput is studies per minute from the first C-STORE to the last object received; latency is, per study,
 from its last C-STORE (the ledger's ``last_received``) to the ledger's ``study-delivered`` event (this
-includes the completion quiet period, 1 s here). Prints the rows of BENCHMARKS.md's scale-out table.
+includes the completion quiet period, 1 s here). Then ``--lone`` studies one at a time through one worker,
+with batching off and on, for the latency of a study that has no company. Prints the rows of BENCHMARKS.md's
+scale-out tables.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from pydicom import dcmread
@@ -29,7 +32,8 @@ from tests.factories import write_study
 from tests.processes import DermnodeProcess
 
 
-def _run(n_workers: int, studies: list[list[Path]], work: Path) -> dict[str, float]:
+def _run(n_workers: int, studies: list[list[Path]], work: Path, worker_args: tuple[str, ...] = ("--concurrency", "1"),
+         one_at_a_time: bool = False) -> dict[str, float]:
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         raise SystemExit("redis-server is not installed (apt install redis-server)")
@@ -37,11 +41,12 @@ def _run(n_workers: int, studies: list[list[Path]], work: Path) -> dict[str, flo
     broker = f"redis://127.0.0.1:{port}/0"
     server = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    destination = dcmtk.StoreSCP(work / f"received-{n_workers}")
-    data_dir = work / f"node-{n_workers}"
+    name = f"{n_workers}-{uuid.uuid4().hex[:8]}"
+    destination = dcmtk.StoreSCP(work / f"received-{name}")
+    data_dir = work / f"node-{name}"
     one_thread = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     node = DermnodeProcess(serve_args(data_dir, destination, *broker_args(broker)), env=one_thread)
-    workers = [DermnodeProcess(["worker", "--broker", broker, "--concurrency", "1", "--hostname", f"w{i}@%h"],
+    workers = [DermnodeProcess(["worker", "--broker", broker, *worker_args, "--hostname", f"w{i}@%h"],
                                env=one_thread) for i in range(n_workers)]
     try:
         node_port = node.wait_listening()
@@ -49,14 +54,16 @@ def _run(n_workers: int, studies: list[list[Path]], work: Path) -> dict[str, flo
             worker.wait_for_log(r"ready\.", timeout=180)
         # Warm-up: one study through each worker's first job (model load) before the clock starts.
         for i in range(n_workers):
-            warm = write_study(work / f"warm-{n_workers}-{i}", n_images=1)
+            warm = write_study(work / f"warm-{name}-{i}", n_images=1)
             assert dcmtk.storescu(node_port, warm).returncode == 0
         destination.wait_for(n_workers * expected_objects(1), timeout=300)
         before = len(destination.files())
         started = time.time()
-        for files in studies:
+        for n, files in enumerate(studies, start=1):
             sent = dcmtk.storescu(node_port, files)
             assert sent.returncode == 0, sent.stderr
+            if one_at_a_time:  # the next study only once this one is delivered: no company to batch with
+                destination.wait_for(before + n * expected_objects(1), timeout=300)
         destination.wait_for(before + len(studies) * expected_objects(1), timeout=1800)
         finished = time.time()
     finally:
@@ -73,6 +80,7 @@ def _run(n_workers: int, studies: list[list[Path]], work: Path) -> dict[str, flo
         study = ledger.study(study_uid)
         assert study is not None
         delivered = [e.at for e in ledger.events(study_uid) if e.kind == "study-delivered"]
+        assert delivered, f"study {study_uid} is {study.state} without a delivered event"
         latencies.append(delivered[-1] - study.last_received)
     ledger.close()
     latencies.sort()
@@ -84,23 +92,56 @@ def _run(n_workers: int, studies: list[list[Path]], work: Path) -> dict[str, flo
     }
 
 
+def _print_scale_out(results: dict[int, dict[str, float]]) -> None:
+    print("\n| workers | studies/min | wall (s) | last C-STORE → delivered, median (s) | p95 (s) |")
+    print("|---|---|---|---|---|")
+    for n, r in results.items():
+        print(f"| {n} | {r['studies_per_min']:.1f} | {r['wall_s']:.1f} | {r['latency_median_s']:.2f} | "
+              f"{r['latency_p95_s']:.2f} |")
+    print(f"\nratio 2 workers / 1 worker: {results[2]['studies_per_min'] / results[1]['studies_per_min']:.2f}")
+
+
+#: Batching must not slow a lone study: one worker, batching off (1 job, batch 1) and on (4 jobs, batch 8).
+LONE_CONFIGS = {
+    "batching off": ("--concurrency", "1", "--batch-size", "1"),
+    "batching on": ("--concurrency", "4", "--batch-size", "8"),
+}
+
+
+def _lone(work: Path, count: int, rounds: int) -> None:
+    """Studies one at a time (no company to batch with), rounds alternating the configurations."""
+    latencies: dict[str, list[float]] = {label: [] for label in LONE_CONFIGS}
+    for round_ in range(rounds):
+        for label, worker_args in LONE_CONFIGS.items():
+            studies = [write_study(work / f"lone-{round_}-{label[-3:]}-{i}", n_images=1) for i in range(count)]
+            result = _run(1, studies, work, worker_args, one_at_a_time=True)
+            print(round_, label, result, flush=True)
+            latencies[label].append(result["latency_median_s"])
+    print("\n| one study at a time, 1 worker | last C-STORE → delivered, median of round medians (s) |")
+    print("|---|---|")
+    for label, values in latencies.items():
+        print(f"| {label} | {statistics.median(values):.2f} |")
+    ratio = statistics.median(latencies["batching on"]) / statistics.median(latencies["batching off"])
+    print(f"\nratio on / off: {ratio:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--studies", type=int, default=40)
+    parser.add_argument("--studies", type=int, default=40, help="studies for 1 vs 2 workers (0: skip)")
+    parser.add_argument("--lone", type=int, default=10, help="studies sent one at a time, batching off vs on (0: skip)")
+    parser.add_argument("--lone-rounds", type=int, default=2)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dermnode-bench-workers-"))
     try:
-        results = {}
-        for n_workers in (1, 2):
-            studies = [write_study(work / f"s{n_workers}-{i}", n_images=1) for i in range(args.studies)]
-            results[n_workers] = _run(n_workers, studies, work)
-            print(n_workers, results[n_workers], flush=True)
-        print("\n| workers | studies/min | wall (s) | last C-STORE → delivered, median (s) | p95 (s) |")
-        print("|---|---|---|---|---|")
-        for n, r in results.items():
-            print(f"| {n} | {r['studies_per_min']:.1f} | {r['wall_s']:.1f} | {r['latency_median_s']:.2f} | "
-                  f"{r['latency_p95_s']:.2f} |")
-        print(f"\nratio 2 workers / 1 worker: {results[2]['studies_per_min'] / results[1]['studies_per_min']:.2f}")
+        if args.studies:
+            results = {}
+            for n_workers in (1, 2):
+                studies = [write_study(work / f"s{n_workers}-{i}", n_images=1) for i in range(args.studies)]
+                results[n_workers] = _run(n_workers, studies, work)
+                print(n_workers, results[n_workers], flush=True)
+            _print_scale_out(results)
+        if args.lone:
+            _lone(work, args.lone, args.lone_rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
