@@ -132,8 +132,9 @@ class Assignments:
     def store(self, study_uid: str, generation: int, data: bytes) -> tuple[str, str]:
         """Write one output (Part 10 bytes) into the generation's outbox; returns its SOP class and instance UIDs.
 
-        Idempotent: the same UID is written once more in place. Raises :class:`RejectedOutput` for anything
-        but a SEG or SR of this study with a UID of this node's root, :class:`StaleJob` for an old generation.
+        Idempotent while the generation is analysed: the same UID is written once more in place. Raises
+        :class:`RejectedOutput` for anything but a SEG or SR of this study with a UID of this node's root,
+        :class:`StaleJob` once the generation is no longer being analysed (superseded or finished).
         """
         try:
             ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
@@ -148,8 +149,9 @@ class Assignments:
         if not sop_uid.startswith(self._uid_prefix) or "/" in sop_uid or len(sop_uid) > 64:
             raise RejectedOutput(f"object {sop_uid} does not have a UID under this node's root {self._uid_prefix}")
         current = self._ledger.study(study_uid)
-        if current is None or current.generation != generation:
-            raise StaleJob(f"study {study_uid} generation {generation} is not current")
+        if current is None or current.generation != generation or current.state != StudyState.ANALYSING:
+            # A finished generation's outbox is what was delivered: a late duplicate never rewrites it.
+            raise StaleJob(f"study {study_uid} generation {generation} is not being analysed")
         _write_durably(data, self.outbox(study_uid, generation) / f"{sop_uid}.dcm")
         return sop_class, sop_uid
 

@@ -150,6 +150,9 @@ def test_a_worker_claims_reads_stores_and_reports(
     assert [o["sop_instance_uid"] for o in ledger.outputs(study_uid)] == [uid]
     again = client.post(f"{job}/report", content=json.dumps(report), headers=_auth(token))
     assert again.json()["state"] == "skipped"  # the duplicate report of a re-run job
+    late = client.post(f"/dicomweb/studies/{study_uid}", content=body,
+                       headers={**_auth(token), "Content-Type": content_type})
+    assert late.status_code == 409  # a finished generation's outbox is never rewritten
     assert client.post(f"{job}/claim", headers=_auth(token)).status_code == 409  # finished: drop the job
 
 
