@@ -17,10 +17,10 @@ from dicom_node import multipart
 from dicom_node.assignments import Assignments
 from dicom_node.delivery import Deliveries
 from dicom_node.job_tokens import JobTokens, TokenError, load_or_create_key
-from dicom_node.ledger import Ledger, ReceivedInstance, StudyState
-from dicom_node.spool import Spool
+from dicom_node.ledger import Ledger, StudyState
 from dicom_node.worker_api import build_worker_api
-from tests.factories import minimal_output_file, write_study
+from tests.factories import minimal_output_file
+from tests.spooled import spool_study
 
 SEG = "1.2.840.10008.5.1.4.1.1.66.4"
 
@@ -54,15 +54,9 @@ def client(settings: Settings, ledger: Ledger, tokens: JobTokens) -> Iterator[Te
 @pytest.fixture
 def study(tmp_path: Path, settings: Settings, ledger: Ledger) -> tuple[str, list[str], str]:
     """A queued one-image study: its UID, its SOP Instance UIDs and its series UID."""
-    spool = Spool(settings.spool_dir)
-    for path in write_study(tmp_path / "src", n_images=1):
-        ds = dcmread(path)
-        final = spool.adopt(path, ds.StudyInstanceUID, ds.SOPInstanceUID)
-        ledger.record_instance(ReceivedInstance(ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                                ds.SOPClassUID, str(ds.file_meta.TransferSyntaxUID), final,
-                                                "STORESCU", "127.0.0.1"))
-    ledger.transition(str(ds.StudyInstanceUID), StudyState.QUEUED)
-    return str(ds.StudyInstanceUID), [str(ds.SOPInstanceUID)], str(ds.SeriesInstanceUID)
+    study_uid = spool_study(tmp_path / "src", settings, ledger, n=1)
+    [instance] = ledger.instances(study_uid)
+    return study_uid, [instance.sop_instance_uid], instance.series_uid
 
 
 def _auth(token: str) -> dict[str, str]:

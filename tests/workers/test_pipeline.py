@@ -20,13 +20,12 @@ from dicom_node import assignments as node_assignments
 from dicom_node.assignments import Assignments
 from dicom_node.delivery import Deliveries, Delivery
 from dicom_node.ledger import DeliveryState, Ledger, ReceivedInstance, StudyState
-from dicom_node.spool import Spool
 from inference.models.predict import Analyzer
 from inference.models.prediction import LesionPrediction
 from inference.outputs.pixels import rgb_pixels
 from tests import dcmtk
 from tests.dciodvfy import dciodvfy_problems
-from tests.factories import write_study
+from tests.spooled import spool_study
 from workers import pipeline
 from workers.app import WorkerRuntime, build_runtime
 from workers.dispatch import ANALYSE_TASK
@@ -74,16 +73,7 @@ def runtime(settings: Settings, analyzer: Analyzer, link: LocalLink) -> WorkerRu
 
 
 def _spool_study(tmp_path: Path, settings: Settings, ledger: Ledger, n: int = 2) -> str:
-    spool = Spool(settings.spool_dir)
-    for path in write_study(tmp_path / "src", n_images=n):
-        ds = dcmread(path)
-        final = spool.adopt(path, ds.StudyInstanceUID, ds.SOPInstanceUID)  # as the C-STORE handler does
-        ledger.record_instance(ReceivedInstance(ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                                ds.SOPClassUID, str(ds.file_meta.TransferSyntaxUID), final,
-                                                "STORESCU", "127.0.0.1"))
-    study_uid = str(ds.StudyInstanceUID)
-    ledger.transition(study_uid, StudyState.QUEUED)
-    return study_uid
+    return spool_study(tmp_path / "src", settings, ledger, n)
 
 
 def _analyse(runtime: WorkerRuntime, job: AnalysisJob) -> dict[str, object]:

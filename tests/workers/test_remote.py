@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pydicom import dcmread
 
 from dermnode.kernel.errors import DermnodeError
 from dermnode.kernel.messages import AnalysisJob, NodeEndpoint
@@ -16,12 +15,11 @@ from dermnode.ops.server import HttpServer
 from dicom_node.assignments import Assignments
 from dicom_node.delivery import Deliveries
 from dicom_node.job_tokens import JobTokens, load_or_create_key
-from dicom_node.ledger import Ledger, ReceivedInstance, StudyState
-from dicom_node.spool import Spool
+from dicom_node.ledger import Ledger
 from dicom_node.worker_api import build_worker_api
 from tests import dcmtk
-from tests.factories import write_study
 from tests.pki import PKI, make_pki
+from tests.spooled import spool_study
 from workers.link import NodeUnreachable
 from workers.remote import HttpLink
 
@@ -36,20 +34,13 @@ def https_node(tmp_path: Path, pki: PKI) -> Iterator[tuple[str, JobTokens, str]]
     """A worker API over HTTPS on loopback, with one queued study: (URL, tokens, study UID)."""
     settings = load_settings(None, {}, {"data_dir": tmp_path / "data"})
     ledger = Ledger(settings.ledger_path)
-    spool = Spool(settings.spool_dir)
-    for path in write_study(tmp_path / "src", n_images=1):
-        ds = dcmread(path)
-        final = spool.adopt(path, ds.StudyInstanceUID, ds.SOPInstanceUID)
-        ledger.record_instance(ReceivedInstance(ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                                ds.SOPClassUID, str(ds.file_meta.TransferSyntaxUID), final,
-                                                "STORESCU", "127.0.0.1"))
-    ledger.transition(str(ds.StudyInstanceUID), StudyState.QUEUED)
+    study_uid = spool_study(tmp_path / "src", settings, ledger, n=1)
     deliveries = Deliveries(settings, ledger)
     tokens = JobTokens(load_or_create_key(settings.data_dir / "worker-api.key"))
     assignments = Assignments(ledger, settings.outbox_dir, deliveries, lambda study: (), settings.uid_prefix)
     server = HttpServer(build_worker_api(assignments, tokens, 1 << 20), "127.0.0.1", 0, what="worker API",
                         tls=(pki.server_crt, pki.server_key)).start()
-    yield f"https://127.0.0.1:{server.port}", tokens, str(ds.StudyInstanceUID)
+    yield f"https://127.0.0.1:{server.port}", tokens, study_uid
     server.stop()
     deliveries.close()
     ledger.close()
