@@ -77,11 +77,13 @@ def _describe_exit(code: int | None) -> str:
 
 @dataclass
 class _Decoder:
-    """One decoder process and the node's end of its socket; ``ready`` once it said so."""
+    """One decoder process and the node's end of its socket; ``ready`` once it said so, ``decoding``
+    while it has a job in hand."""
 
     process: subprocess.Popen[bytes]
     conn: Connection
     ready: bool = False
+    decoding: bool = False
 
     @property
     def pid(self) -> int:
@@ -152,10 +154,10 @@ class DecodeSandbox:
             return sorted([d.pid for d in self._idle] + list(self._busy))
 
     @property
-    def busy_pids(self) -> list[int]:
-        """Process ids of the decoder processes that have a decode in hand."""
+    def decoding_pids(self) -> list[int]:
+        """Process ids of the decoder processes that have been handed a job and not answered yet."""
         with self._lock:
-            return sorted(self._busy)
+            return sorted(pid for pid, decoder in self._busy.items() if decoder.decoding)
 
     # --- decoding ------------------------------------------------------------------------------
 
@@ -181,6 +183,8 @@ class DecodeSandbox:
                 self._end(decoder, 0.0)
                 self._missing_one()
                 raise SandboxUnavailable(f"a new decoder process does not take work ({e})") from e
+        with self._lock:
+            decoder.decoding = True
         started = time.monotonic()
         try:
             answered = decoder.conn.poll(timeout_s)
@@ -310,6 +314,7 @@ class DecodeSandbox:
 
     def _release(self, decoder: _Decoder) -> None:
         with self._lock:
+            decoder.decoding = False
             self._busy.pop(decoder.pid, None)
             if self._running:
                 self._idle.append(decoder)
