@@ -126,7 +126,7 @@ class DecodeSandbox:
         return self
 
     def stop(self) -> None:
-        """Stop every decoder process; a decode in progress ends with :class:`DecoderDied`."""
+        """Stop every decoder process; a decode in progress ends with :class:`SandboxUnavailable`."""
         with self._lock:
             self._running = False
             idle, busy = self._idle, list(self._busy.values())
@@ -204,6 +204,10 @@ class DecodeSandbox:
                 how = f"broke the protocol ({e})"
             else:
                 how = _describe_exit(self._end(decoder, STOP_TIMEOUT_S))
+            with self._lock:
+                stopping = not self._running
+            if stopping:  # stop() ended it: not the instance's fault
+                raise SandboxUnavailable("the decode sandbox stopped during the decode") from None
             LOG.warning("decode sandbox: decoder process %d %s after %.2f s on instance %s",
                         decoder.pid, how, time.monotonic() - started, label)
             self._replace_lost()

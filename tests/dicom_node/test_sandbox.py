@@ -134,6 +134,25 @@ def test_stop_ends_every_decoder_process_and_refuses_further_work(small: Path) -
         pool.decode(small, 30, ENOUGH)
 
 
+def test_a_decode_cut_short_by_stop_is_not_the_instance_s_fault(slow: Path) -> None:
+    """The node stopping mid-decode answers "out of resources" (the sender tries again), not 0xC000."""
+    pool = DecodeSandbox(1).start()
+    outcome: list[BaseException] = []
+
+    def decode() -> None:
+        try:
+            pool.decode(slow, 60, ENOUGH)
+        except SandboxUnavailable as e:
+            outcome.append(e)
+
+    worker = threading.Thread(target=decode)
+    worker.start()
+    assert wait_until(lambda: bool(pool.decoding_pids)), "no decoder process took the job"
+    pool.stop()
+    worker.join(60)
+    assert [str(e) for e in outcome] == ["the decode sandbox stopped during the decode"]
+
+
 def test_overlapping_decodes_grow_the_pool_to_its_size(sandbox: DecodeSandbox, slow: Path, small: Path) -> None:
     assert len(sandbox.pids) == 1  # one decoder at start, the second only when decodes overlap
     results: list[Decoded] = []
