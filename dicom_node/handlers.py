@@ -20,6 +20,7 @@ from dicom_node.guard import AssociationGuard
 from dicom_node.intake import IntakeError, check_received
 from dicom_node.ledger import Ledger, ReceivedInstance
 from dicom_node.policy import decide
+from dicom_node.sandbox import DecodeSandbox
 from dicom_node.spool import Spool
 from dicom_node.status import Status
 
@@ -41,6 +42,8 @@ class NodeHandlers:
     ledger: Ledger
     associations: OpenAssociations
     guard: AssociationGuard
+    #: Where intake decodes compressed pixel data (started and stopped by the node).
+    sandbox: DecodeSandbox
 
     def _audit_rejection(self, sop_instance_uid: str, calling: str, reason: str) -> None:
         """Record a refusal in the ledger; a failing ledger is logged and never turns a refusal into success."""
@@ -101,7 +104,8 @@ class NodeHandlers:
         try:
             self._check_free_space(affected_sop)
             checked = check_received(
-                event.dataset_path, affected_class, affected_sop, self.settings.max_image_pixels
+                event.dataset_path, affected_class, affected_sop, self.settings.max_image_pixels,
+                sandbox=self.sandbox, max_decode_s=self.settings.max_decode_s,
             )
             path = self.spool.adopt(event.dataset_path, checked.study_uid, checked.sop_instance_uid)
             self.ledger.record_instance(

@@ -1,6 +1,8 @@
 """Checks on a received instance before it is acknowledged (PS3.4 B.2.3 C-STORE statuses).
 
 A dataset that fails here is refused with a failure status and a log line; the sender keeps it.
+Compressed pixel data is decoded in the decode sandbox (:mod:`dicom_node.sandbox`), bounded in time
+and memory, never in the node's own process.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from pydicom.charset import python_encoding
 from pydicom.encaps import generate_fragments
 from pydicom.filereader import read_file_meta_info
 from pydicom.multival import MultiValue
-from pydicom.pixels import pixel_array
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 from pydicom.valuerep import validate_value
 
 from dermnode.kernel.errors import DermnodeError
 from dermnode.kernel.images import (
     COLOUR_PHOTOMETRIC,
+    DEFAULT_MAX_DECODE_S,
     DEFAULT_MAX_IMAGE_PIXELS,
     SUPPORTED_BITS_ALLOCATED,
     SUPPORTED_PHOTOMETRIC,
@@ -29,6 +31,7 @@ from dermnode.kernel.images import (
 from dermnode.kernel.uids import is_valid_uid
 from dicom_node.codestream import CodestreamError, frame_header
 from dicom_node.contexts import ACCEPTED_IMAGE_SOP_CLASSES
+from dicom_node.sandbox import DecoderDied, DecodeSandbox, DecodeTimeout, SandboxUnavailable
 from dicom_node.status import Status
 
 
@@ -203,20 +206,43 @@ def check_frame_header(ds: Dataset, sop: str, max_image_pixels: int) -> None:
         )
 
 
-def check_pixels(ds: Dataset, sop: str, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
-    """Refuse pixel data that analysis cannot decode; decoding is bounded by the header checks first."""
+def check_pixels(
+    ds: Dataset,
+    sop: str,
+    path: Path,
+    sandbox: DecodeSandbox,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    max_decode_s: float = DEFAULT_MAX_DECODE_S,
+) -> None:
+    """Refuse pixel data that analysis cannot decode.
+
+    Native data: the header checks (exact length) are what decoding would do. Compressed data: the
+    frame header is checked first (memory), then the frame at ``path`` is decoded in the decode
+    sandbox with at most ``max_decode_s`` seconds and :func:`decoder_address_space` bytes; a decode
+    that runs past its time, dies, or does not give the header's shape is refused.
+    """
     check_pixel_header(ds, sop, max_image_pixels)
-    if not ds.file_meta.TransferSyntaxUID.is_encapsulated:
-        return  # native data: the exact length check above is what decoding would do
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_encapsulated:
+        return
     check_frame_header(ds, sop, max_image_pixels)
     try:
-        decoded = pixel_array(ds, raw=False)  # the same decoder as the analysis, now of a bounded size
-    except Exception as e:  # pixel handlers raise many types; every one means "cannot decode"
+        decoded = sandbox.decode(path, max_decode_s, decoder_address_space(max_image_pixels), label=sop)
+    except DecodeTimeout as e:
         raise IntakeError(
             Status.CANNOT_UNDERSTAND,
-            f"instance {sop}: pixel data in {ds.file_meta.TransferSyntaxUID.name} cannot be decoded: "
-            f"{type(e).__name__}",
+            f"instance {sop}: pixel data in {syntax.name} was not decoded within {max_decode_s:g} s "
+            "(max_decode_s); the decoder was stopped",
         ) from e
+    except DecoderDied as e:
+        raise IntakeError(
+            Status.CANNOT_UNDERSTAND, f"instance {sop}: pixel data in {syntax.name} cannot be decoded: {e}"
+        ) from e
+    if decoded.error is not None:
+        raise IntakeError(
+            Status.CANNOT_UNDERSTAND,
+            f"instance {sop}: pixel data in {syntax.name} cannot be decoded: {decoded.error}",
+        )
     expected = (int(ds.Rows), int(ds.Columns)) + ((3,) if int(ds.SamplesPerPixel) == 3 else ())
     if decoded.shape != expected:
         raise IntakeError(
@@ -280,6 +306,20 @@ def max_dataset_bytes(max_image_pixels: int) -> int:
     return max_image_pixels * 3 * 2 + (16 << 20)
 
 
+#: Address space of a decoder process besides the decoding: the interpreter, numpy, pydicom and the
+#: decoder libraries (about 200 MiB measured), with room for the C libraries' threads and arenas.
+DECODER_BASE_BYTES = 1 << 30
+#: Address space a decode may take per pixel: the largest peak measured, 79 bytes for 16-bit JPEG 2000
+#: (8-bit JPEG 2000 48, JPEG baseline 28, JPEG-LS 19; BENCHMARKS.md), with a margin.
+DECODER_BYTES_PER_PIXEL = 96
+
+
+def decoder_address_space(max_image_pixels: int) -> int:
+    """The ``RLIMIT_AS`` of a decoder process: enough for any valid frame at the pixel limit, no more
+    (5.5 GiB at the default 50 MP)."""
+    return DECODER_BASE_BYTES + DECODER_BYTES_PER_PIXEL * max_image_pixels
+
+
 def check_size(path: Path, sop: str, max_image_pixels: int) -> None:
     """Refuse, before parsing, a file (or its inflated deflated data set) larger than the bound."""
     limit = max_dataset_bytes(max_image_pixels)
@@ -310,12 +350,18 @@ def check_received(
     affected_sop_class: str,
     affected_sop_instance: str,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    *,
+    sandbox: DecodeSandbox,
+    max_decode_s: float = DEFAULT_MAX_DECODE_S,
 ) -> CheckedInstance:
     """Parse and check a received Part 10 file; raise :class:`IntakeError` with the status to return.
 
     Memory is bounded before anything is decoded: the file size (and a deflated data set's inflated
     size) by :func:`max_dataset_bytes`, pixels by ``max_image_pixels`` from the header and from a
-    compressed frame's own header. Error messages name tags and UIDs, never attribute values.
+    compressed frame's own header. Compressed pixel data is then decoded in ``sandbox``, bounded by
+    ``max_decode_s`` and :func:`decoder_address_space`. Error messages name tags and UIDs, never
+    attribute values. Raises :class:`~dicom_node.sandbox.SandboxUnavailable` (not the instance's
+    fault: "out of resources") when no decoder process can be had.
     """
     sop = affected_sop_instance or "(no SOP Instance UID)"
     try:
@@ -357,7 +403,7 @@ def check_received(
         series = _uid(ds, "SeriesInstanceUID", sop)
         check_character_set(ds, sop)
         check_elements(ds, sop)
-        check_pixels(ds, sop, max_image_pixels)
+        check_pixels(ds, sop, path, sandbox, max_image_pixels, max_decode_s)
         return CheckedInstance(
             dataset=ds,
             sop_class_uid=sop_class,
@@ -368,7 +414,7 @@ def check_received(
             patient_id=str(ds.get("PatientID", "") or ""),
             accession=str(ds.get("AccessionNumber", "") or ""),
         )
-    except IntakeError:
+    except (IntakeError, SandboxUnavailable):
         raise
     except Exception as e:  # a malformed element surfaces on access; refuse, never crash the node
         raise IntakeError(

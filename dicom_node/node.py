@@ -1,4 +1,5 @@
-"""The node: AE + spool + ledger + completion monitor + dispatcher, started and stopped together."""
+"""The node: AE + spool + ledger + decode sandbox + completion monitor + dispatcher, started and stopped
+together."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from dicom_node.job_tokens import JobTokens, load_or_create_key
 from dicom_node.ledger import UNFINISHED, Ledger, Study, StudyState
 from dicom_node.policy import RejectReason, decide
 from dicom_node.registry import Registry
+from dicom_node.sandbox import DecodeSandbox
 from dicom_node.spool import Spool
 from dicom_node.tls import server_context
 
@@ -41,7 +43,7 @@ LOG = logging.getLogger("dermnode.node")
 #: Settings that only take effect at the next start (a reload logs that they were not applied).
 RESTART_ONLY = ("ae_title", "bind_address", "port", "tls", "data_dir", "broker_url", "http_port",
                 "http_bind_address", "classifier_bundle", "segmenter_bundle", "device", "worker_api_port",
-                "worker_api_bind_address", "worker_api_url", "uid_prefix")
+                "worker_api_bind_address", "worker_api_url", "uid_prefix", "decode_workers")
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,8 @@ class Node:
             self.ledger, self.associations, lambda ae: self.settings.completion_for(ae), self._queue_study,
             stalled_after_s=settings.stalled_after_s, delivery_wait_s=settings.send_backoff_max_s,
         )
+        #: Intake's decoder processes, from :meth:`start` to :meth:`stop`.
+        self.sandbox = DecodeSandbox(self.settings.decode_workers)
         self.association_listeners: list[AssociationListener] = []
         self._refresh_lock = threading.Lock()
         self.draining = False
@@ -251,8 +255,10 @@ class Node:
         configure_pynetdicom()
         self.recover()
         ae = build_ae(self.settings)
+        self.sandbox.start()
         self._handlers = node_handlers = NodeHandlers(self.settings, self.spool, self.ledger, self.associations,
-                                                      AssociationGuard(association_limits(self.settings)))
+                                                      AssociationGuard(association_limits(self.settings)),
+                                                      self.sandbox)
         try:
             self._server = ae.start_server(
                 (self.settings.bind_address, self.settings.port),
@@ -261,6 +267,7 @@ class Node:
                 ssl_context=server_context(self.settings.tls) if self.settings.tls else None,
             )
         except OSError as e:
+            self.sandbox.stop()
             raise ConfigurationError(
                 f"cannot listen on {self.settings.bind_address}:{self.settings.port}: {e.strerror}; "
                 "choose another --port or stop the program using it"
@@ -295,6 +302,7 @@ class Node:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        self.sandbox.stop()
         self.dispatcher.close()
         self.deliveries.close()
         self.registry.close()

@@ -20,7 +20,8 @@ class Status(IntEnum):
     #: Error: data set does not match SOP class (missing or invalid UIDs, required attributes, pixel
     #: attributes that contradict each other or the pixel data).
     DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-    #: Error: cannot understand (unparseable data set, undecodable pixel data).
+    #: Error: cannot understand (unparseable data set, undecodable pixel data, including a decode that ran
+    #: past ``max_decode_s`` or crashed its decoder process).
     CANNOT_UNDERSTAND = 0xC000
     #: Error: cannot understand — the image (Rows × Columns, or what a compressed frame header claims)
     #: is larger than the configured ``max_image_pixels``, or the data set larger than its bound.

@@ -112,6 +112,17 @@ def bomb(directory: Path, rows: int = 65000, columns: int = 65000) -> Dataset:
     return claim_dimensions(dcmread(encoded_dermoscopy_file(directory, "jpeg-baseline")), rows, columns)
 
 
+#: ``max_decode_s`` under which :func:`slow_to_decode` is refused: its frame takes about 0.4 s to decode on
+#: one core of the development machine, and surely more than 20 times this anywhere.
+SLOW_DECODE_LIMIT_S = 0.02
+
+
+def slow_to_decode(directory: Path, **kwargs: object) -> Path:
+    """A valid JPEG baseline instance of 2000 x 3000 pixels (far below the pixel limit) whose decode takes
+    longer than :data:`SLOW_DECODE_LIMIT_S`: what a decode past ``max_decode_s`` looks like, for real."""
+    return encoded_dermoscopy_file(directory, "jpeg-baseline", rows=2000, columns=3000, **kwargs)
+
+
 def spoiled(case: str) -> Dataset:
     """A fresh dermoscopy data set spoiled as ``case`` of :data:`REFUSED`."""
     spoil = {name: fn for name, fn, _, _ in REFUSED}[case]

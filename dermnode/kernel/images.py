@@ -15,3 +15,6 @@ SUPPORTED_PHOTOMETRIC = COLOUR_PHOTOMETRIC | GREY_PHOTOMETRIC
 SUPPORTED_BITS_ALLOCATED = frozenset({8, 16})
 #: Default limit on Rows × Columns (50 megapixels; a 150 MB RGB frame once decoded).
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+#: Default limit on the time intake may spend decoding one compressed frame (seconds). A lossless JPEG 2000
+#: frame at the pixel limit takes about 10 s on one core (extrapolated), JPEG baseline 4.4 s (BENCHMARKS.md).
+DEFAULT_MAX_DECODE_S = 30.0

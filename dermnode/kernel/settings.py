@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from dermnode.kernel.addresses import Address, check_ae_title
 from dermnode.kernel.errors import ConfigurationError
-from dermnode.kernel.images import DEFAULT_MAX_IMAGE_PIXELS
+from dermnode.kernel.images import DEFAULT_MAX_DECODE_S, DEFAULT_MAX_IMAGE_PIXELS
 from dermnode.kernel.retry import RetryPolicy
 from dermnode.kernel.uids import DEFAULT_UID_PREFIX
 
@@ -174,6 +174,12 @@ class Settings(BaseModel):
     max_associations_per_host: int = Field(default=4, ge=1, le=10)
     #: Intake refuses an image with more pixels (Rows × Columns, or what a compressed frame header claims).
     max_image_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS, ge=1)
+    #: Intake decodes compressed pixel data in decoder processes; one that takes longer on a frame is
+    #: killed and replaced, and the instance refused with 0xC000.
+    max_decode_s: float = Field(default=DEFAULT_MAX_DECODE_S, gt=0.0, le=600.0)
+    #: Decoder processes of the decode sandbox: compressed instances of this many associations are decoded
+    #: at once, the others wait for a free one.
+    decode_workers: int = Field(default=2, ge=1, le=10)
     uid_prefix: str = DEFAULT_UID_PREFIX
     #: With a broker, workers on other hosts reach the node's worker API here (WADO-RS, STOW-RS, job events).
     worker_api_port: int = Field(default=11180, ge=0, le=65535)
@@ -281,6 +287,8 @@ ENVIRONMENT = {
     "DERMNODE_HTTP_BIND_ADDRESS": "http_bind_address",
     "DERMNODE_ADMIN_TOKEN": "admin_token",
     "DERMNODE_MAX_IMAGE_PIXELS": "max_image_pixels",
+    "DERMNODE_MAX_DECODE_S": "max_decode_s",
+    "DERMNODE_DECODE_WORKERS": "decode_workers",
     "DERMNODE_STALLED_AFTER_S": "stalled_after_s",
     "DERMNODE_VISIBILITY_TIMEOUT_S": "visibility_timeout_s",
     "DERMNODE_MIN_FREE_DISK_MB": "min_free_disk_mb",

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom import config as pydicom_config
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, HTJ2KLossless
 from pynetdicom import AE, _globals, build_context, evt
@@ -39,13 +39,14 @@ from pynetdicom.presentation import PresentationContext
 from dermnode.kernel.messages import Address
 from dermnode.kernel.settings import Settings
 from dicom_node import contexts
+from dicom_node.intake import DECODER_BASE_BYTES, DECODER_BYTES_PER_PIXEL
 from dicom_node.node import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, Node, build_ae
 from dicom_node.sender import StoreSender
 from dicom_node.status import Status
 from tests.conftest import RecordingDispatcher, node_settings
 from tests.factories import dermoscopy_dataset, minimal_output_file
 from tests.scu import c_store
-from tests.unanalysable import REFUSED, bomb, spoiled
+from tests.unanalysable import REFUSED, SLOW_DECODE_LIMIT_S, bomb, slow_to_decode, spoiled
 
 ROOT = Path(__file__).resolve().parents[2]
 STATEMENT = ROOT / "conformance" / "ConformanceStatement.md"
@@ -157,6 +158,18 @@ def test_statement_statuses_are_the_intake_statuses() -> None:
     assert store_statuses() == set(Status)
 
 
+def test_statement_decode_limits_are_the_code_defaults() -> None:
+    """The decode sandbox's limits as the statement gives them (4.2.1.4.2.1, 4.4.2) are the code's."""
+    text = " ".join(STATEMENT.read_text(encoding="utf-8").split())
+    defaults = Settings()
+    assert DECODER_BASE_BYTES == 1 << 30
+    assert f"1 GiB + {DECODER_BYTES_PER_PIXEL} bytes × `max_image_pixels`" in text
+    assert f"`max_decode_s` (default {defaults.max_decode_s:g} s)" in text
+    assert f"| `max_decode_s` | {defaults.max_decode_s:g} |" in text
+    assert f"`decode_workers` long-lived processes, default {defaults.decode_workers}" in text
+    assert f"| `decode_workers` | {defaults.decode_workers} |" in text
+
+
 def test_running_node_refuses_each_case_of_the_statement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every row of table ``intake-refusals`` is provoked on the wire and answered with its status."""
     monkeypatch.setattr(pydicom_config.settings, "writing_validation_mode", pydicom_config.WARN)
@@ -164,12 +177,17 @@ def test_running_node_refuses_each_case_of_the_statement(tmp_path: Path, monkeyp
     rows = {row[0]: int(ticked(row[1], "intake-refusals"), 16) for row in table("intake-refusals")}
     cases = {name: status for name, _, status, _ in REFUSED}
     bomb_row = [name for name in rows if name.startswith("decompression bomb")]
-    assert len(bomb_row) == 1 and set(rows) - set(bomb_row) == set(cases)
-    node = Node(node_settings(tmp_path, allowed_peers=[CALLING]), RecordingDispatcher())
+    slow_row = [name for name in rows if name.startswith("decode past max_decode_s")]
+    assert len(bomb_row) == 1 and len(slow_row) == 1 and set(rows) - {*bomb_row, *slow_row} == set(cases)
+    assert f"limit {SLOW_DECODE_LIMIT_S:g} s" in slow_row[0]
+    # Only the slow case is decoded at all: the others are refused from their header.
+    settings = node_settings(tmp_path, allowed_peers=[CALLING], max_decode_s=SLOW_DECODE_LIMIT_S)
+    node = Node(settings, RecordingDispatcher())
     node.start()
     try:
         observed = {name: c_store(node.port, spoiled(name), calling=CALLING) for name in cases}
         observed[bomb_row[0]] = c_store(node.port, bomb(tmp_path), calling=CALLING)
+        observed[slow_row[0]] = c_store(node.port, dcmread(slow_to_decode(tmp_path / "slow")), calling=CALLING)
         assert node.ledger.studies() == []
     finally:
         node.stop()

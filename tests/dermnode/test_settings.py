@@ -43,6 +43,9 @@ def test_destinations_parse_fixed_and_sender() -> None:
         ({"device": "tpu"}, r"device: Input should be 'cpu', 'cuda' or 'auto'"),
         ({"no_such_key": 1}, r"no_such_key: Extra inputs are not permitted"),
         ({"allowed_peers": ["PACS@pacs.example.org"]}, r"host 'pacs.example.org' must be an IP address"),
+        ({"max_decode_s": 0}, r"max_decode_s: Input should be greater than 0"),
+        ({"max_decode_s": 601}, r"max_decode_s: Input should be less than or equal to 600"),
+        ({"decode_workers": 0}, r"decode_workers: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_settings_say_what_to_fix(overrides: dict[str, object], message: str) -> None:
@@ -116,3 +119,9 @@ def test_stall_and_visibility_come_from_flags_and_environment() -> None:
     env = load_settings(None, {"DERMNODE_STALLED_AFTER_S": "45", "DERMNODE_VISIBILITY_TIMEOUT_S": "120"})
     assert (env.stalled_after_s, env.visibility_timeout_s) == (45.0, 120.0)
 
+
+
+def test_decode_limits_come_from_the_environment() -> None:
+    assert (Settings().max_decode_s, Settings().decode_workers) == (30.0, 2)
+    env = load_settings(None, {"DERMNODE_MAX_DECODE_S": "2.5", "DERMNODE_DECODE_WORKERS": "1"})
+    assert (env.max_decode_s, env.decode_workers) == (2.5, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 
 from dicom_node.intake import IntakeError, check_received, max_dataset_bytes
 from dicom_node.node import Node
+from dicom_node.sandbox import DecodeSandbox
 from dicom_node.status import Status
 from inference.outputs.build import build_outputs
 from inference.outputs.pixels import rgb_pixels
@@ -34,21 +35,29 @@ def lenient_writing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pydicom_config.settings, "reading_validation_mode", pydicom_config.WARN)
 
 
-def _check(tmp_path: Path, ds: Dataset, max_image_pixels: int = 50_000_000) -> None:
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[DecodeSandbox]:
+    """The decoder processes intake decodes in, shared by this module's tests."""
+    with DecodeSandbox(2) as pool:
+        yield pool
+
+
+def _check(tmp_path: Path, ds: Dataset, sandbox: DecodeSandbox, max_image_pixels: int = 50_000_000) -> None:
     path = tmp_path / "in.dcm"
     ds.save_as(path, enforce_file_format=True)
-    check_received(path, str(ds.SOPClassUID), str(ds.SOPInstanceUID), max_image_pixels)
+    check_received(path, str(ds.SOPClassUID), str(ds.SOPInstanceUID), max_image_pixels, sandbox=sandbox)
 
 
 @pytest.mark.parametrize(("case", "spoil", "status", "message"), REFUSED, ids=[r[0] for r in REFUSED])
 def test_unanalysable_images_are_refused_with_their_status(
-    tmp_path: Path, case: str, spoil: Callable[[Dataset], None], status: Status, message: str
+    tmp_path: Path, sandbox: DecodeSandbox, case: str, spoil: Callable[[Dataset], None], status: Status,
+    message: str,
 ) -> None:
     del case
     ds = dermoscopy_dataset()
     spoil(ds)
     with pytest.raises(IntakeError, match=message) as caught:
-        _check(tmp_path, ds)
+        _check(tmp_path, ds, sandbox)
     assert caught.value.status == status
     assert str(ds.SOPInstanceUID) in str(caught.value)
 
@@ -56,28 +65,28 @@ def test_unanalysable_images_are_refused_with_their_status(
 @pytest.mark.parametrize("claimed", [(20000, 20000), (65000, 65000), (8000, 8000)])
 @pytest.mark.parametrize("encoding", ["jpeg-baseline", "jpeg-ls", "j2k-rct"])
 def test_decompression_bombs_are_refused_from_the_frame_header(
-    tmp_path: Path, encoding: str, claimed: tuple[int, int]
+    tmp_path: Path, sandbox: DecodeSandbox, encoding: str, claimed: tuple[int, int]
 ) -> None:
     ds = claim_dimensions(dcmread(encoded_dermoscopy_file(tmp_path, encoding)), *claimed)
     with pytest.raises(IntakeError, match=f"claims {claimed[0]} x {claimed[1]} pixels") as caught:
-        _check(tmp_path, ds, max_image_pixels=10_000_000)
+        _check(tmp_path, ds, sandbox, max_image_pixels=10_000_000)
     assert caught.value.status == Status.IMAGE_TOO_LARGE
 
 
-def test_a_frame_header_contradicting_rows_and_columns_is_refused(tmp_path: Path) -> None:
+def test_a_frame_header_contradicting_rows_and_columns_is_refused(tmp_path: Path, sandbox: DecodeSandbox) -> None:
     ds = claim_dimensions(dcmread(encoded_dermoscopy_file(tmp_path, "jpeg-baseline")), 100, 100)
     with pytest.raises(IntakeError, match="frame is 100 x 100 x 3, the data set says 96 x 128 x 3") as caught:
-        _check(tmp_path, ds)
+        _check(tmp_path, ds, sandbox)
     assert caught.value.status == Status.DATASET_DOES_NOT_MATCH_SOP_CLASS
 
 
-def test_the_pixel_limit_is_configurable(tmp_path: Path) -> None:
+def test_the_pixel_limit_is_configurable(tmp_path: Path, sandbox: DecodeSandbox) -> None:
     with pytest.raises(IntakeError, match="12288 pixels exceeds the limit of 12287"):
-        _check(tmp_path, dermoscopy_dataset(), max_image_pixels=96 * 128 - 1)
-    _check(tmp_path, dermoscopy_dataset(), max_image_pixels=96 * 128)
+        _check(tmp_path, dermoscopy_dataset(), sandbox, max_image_pixels=96 * 128 - 1)
+    _check(tmp_path, dermoscopy_dataset(), sandbox, max_image_pixels=96 * 128)
 
 
-def test_a_deflate_bomb_is_measured_not_inflated(tmp_path: Path) -> None:
+def test_a_deflate_bomb_is_measured_not_inflated(tmp_path: Path, sandbox: DecodeSandbox) -> None:
     ds = dermoscopy_dataset()
     ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     path = tmp_path / "bomb.dcm"
@@ -87,20 +96,20 @@ def test_a_deflate_bomb_is_measured_not_inflated(tmp_path: Path) -> None:
     bomb = compressor.compress(b"\x00" * (max_dataset_bytes(1000) + 1)) + compressor.flush()
     path.write_bytes(path.read_bytes()[:meta_end] + bomb)
     with pytest.raises(IntakeError, match="inflates beyond the bound"):
-        check_received(path, str(ds.SOPClassUID), str(ds.SOPInstanceUID), 1000)
+        check_received(path, str(ds.SOPClassUID), str(ds.SOPInstanceUID), 1000, sandbox=sandbox)
 
 
 @pytest.mark.parametrize("encoding", ["native-rgb", "native-planar1", "native-ybr-full", "monochrome2",
                                       "jpeg-baseline", "jpeg-ls", "j2k-rct", "j2k-ict"])
-def test_every_supported_encoding_is_accepted(tmp_path: Path, encoding: str) -> None:
+def test_every_supported_encoding_is_accepted(tmp_path: Path, sandbox: DecodeSandbox, encoding: str) -> None:
     ds = dcmread(encoded_dermoscopy_file(tmp_path, encoding))
-    _check(tmp_path, ds)
+    _check(tmp_path, ds, sandbox)
 
 
-def test_rle_is_accepted(tmp_path: Path) -> None:
+def test_rle_is_accepted(tmp_path: Path, sandbox: DecodeSandbox) -> None:
     ds = dermoscopy_dataset()
     ds.compress(RLELossless)
-    _check(tmp_path, ds)
+    _check(tmp_path, ds, sandbox)
 
 
 #: Specific Character Sets real senders use, with a name in each; all are accepted and analysed.
@@ -116,10 +125,12 @@ CHARACTER_SETS = [
 
 
 @pytest.mark.parametrize(("charset", "name"), CHARACTER_SETS, ids=[c for c, _ in CHARACTER_SETS])
-def test_every_accepted_character_set_is_analysed(tmp_path: Path, charset: str, name: str) -> None:
+def test_every_accepted_character_set_is_analysed(
+    tmp_path: Path, sandbox: DecodeSandbox, charset: str, name: str
+) -> None:
     ds = dermoscopy_dataset(patient_name=name)
     ds.SpecificCharacterSet = charset.split("\\") if "\\" in charset else charset
-    _check(tmp_path, ds)
+    _check(tmp_path, ds, sandbox)
     source = dcmread(tmp_path / "in.dcm")
     image = rgb_pixels(source)
     objects = build_outputs([source], [image], [make_prediction()], uid_prefix="1.2.826.0.1.3680043.8.498.",
@@ -143,20 +154,20 @@ def test_the_node_refuses_each_case_and_logs_the_uid_not_the_patient(
     assert node.ledger.studies()[0].instance_count == 1
 
 
-def test_native_16_bit_rgb_is_accepted(tmp_path: Path) -> None:
+def test_native_16_bit_rgb_is_accepted(tmp_path: Path, sandbox: DecodeSandbox) -> None:
     ds = dermoscopy_dataset()
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
     ds.PixelData = (np.frombuffer(ds.PixelData, np.uint8).astype(np.uint16) << 4).tobytes()
-    _check(tmp_path, ds)
+    _check(tmp_path, ds, sandbox)
     assert rgb_pixels(dcmread(tmp_path / "in.dcm")).shape == (96, 128, 3)
 
 
-def test_unparseable_bytes_are_cannot_understand(tmp_path: Path) -> None:
+def test_unparseable_bytes_are_cannot_understand(tmp_path: Path, sandbox: DecodeSandbox) -> None:
     path = tmp_path / "junk.dcm"
     ds = dermoscopy_dataset()
     ds.file_meta = FileMetaDataset(ds.file_meta)
     ds.save_as(path, enforce_file_format=True)
     path.write_bytes(path.read_bytes()[:400] + b"\xff" * 50)
     with pytest.raises(IntakeError, match="the data set cannot be parsed") as caught:
-        check_received(path, str(ds.SOPClassUID), str(ds.SOPInstanceUID))
+        check_received(path, str(ds.SOPClassUID), str(ds.SOPInstanceUID), sandbox=sandbox)
     assert caught.value.status == Status.CANNOT_UNDERSTAND
