@@ -26,9 +26,11 @@ from dermnode.kernel.settings import Settings, load_settings
 LOG = logging.getLogger("dermnode")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _common(parser: argparse.ArgumentParser, data_dir: bool = True) -> None:
+    """Options of every command; ``data_dir`` False for a worker, which has none (it reaches the node)."""
     parser.add_argument("--config", type=Path, help="YAML settings file (see config/dermnode.yaml)")
-    parser.add_argument("--data-dir", type=Path, help="spool, ledger and outbox folder [DERMNODE_DATA_DIR]")
+    if data_dir:
+        parser.add_argument("--data-dir", type=Path, help="spool, ledger and outbox folder [DERMNODE_DATA_DIR]")
     parser.add_argument("--broker", dest="broker_url", metavar="URL",
                         help="Celery broker, e.g. redis://127.0.0.1:6379/0; none = embedded [DERMNODE_BROKER_URL]")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -326,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker for the configured broker (one per GPU)")
-    _common(worker)
+    _common(worker, data_dir=False)
     worker.add_argument("--classifier", type=Path, help="classifier bundle folder (default: shipped)")
     worker.add_argument("--segmenter", type=Path, help="segmenter bundle folder (default: shipped)")
     worker.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where models run")

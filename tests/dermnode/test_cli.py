@@ -62,3 +62,10 @@ def test_purge_refuses_a_data_dir_without_a_ledger(tmp_path: Path, capsys: pytes
     assert main(["purge", "--older-than", "1", "--data-dir", str(tmp_path / "typo")]) == 2
     assert "no ledger at" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_worker_has_no_data_directory_to_point_at(capsys: pytest.CaptureFixture[str]) -> None:
+    """Workers reach the node over the network: the option that would tie them to its files is gone."""
+    with pytest.raises(SystemExit):
+        main(["worker", "--broker", "redis://127.0.0.1:6379/0", "--data-dir", "dermnode-data"])
+    assert "unrecognized arguments: --data-dir" in capsys.readouterr().err
