@@ -15,6 +15,7 @@ scale-out tables.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -30,6 +31,36 @@ from tests import dcmtk
 from tests.e2e import broker_args, expected_objects, serve_args
 from tests.factories import write_study
 from tests.processes import DermnodeProcess
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its living descendants, from /proc."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    family, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent and p not in family]
+        family.update(children)
+        frontier.extend(children)
+    return sum(times.get(p, 0.0) for p in family)
+
+
+def _machine_cpu_s() -> float:
+    """CPU seconds (user + nice + system + irq + softirq) of the whole machine so far, from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    busy = sum(int(fields[i]) for i in (0, 1, 2, 5, 6))
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def _run(n_workers: int, studies: list[list[Path]], work: Path, worker_args: tuple[str, ...] = ("--concurrency", "1"),
@@ -58,6 +89,7 @@ def _run(n_workers: int, studies: list[list[Path]], work: Path, worker_args: tup
             assert dcmtk.storescu(node_port, warm).returncode == 0
         destination.wait_for(n_workers * expected_objects(1), timeout=300)
         before = len(destination.files())
+        cpu_before = (_cpu_s(node.proc.pid), sum(_cpu_s(w.proc.pid) for w in workers), _machine_cpu_s())
         started = time.time()
         for n, files in enumerate(studies, start=1):
             sent = dcmtk.storescu(node_port, files)
@@ -66,6 +98,7 @@ def _run(n_workers: int, studies: list[list[Path]], work: Path, worker_args: tup
                 destination.wait_for(before + n * expected_objects(1), timeout=300)
         destination.wait_for(before + len(studies) * expected_objects(1), timeout=1800)
         finished = time.time()
+        cpu_after = (_cpu_s(node.proc.pid), sum(_cpu_s(w.proc.pid) for w in workers), _machine_cpu_s())
     finally:
         node.stop()
         for worker in workers:
@@ -89,15 +122,22 @@ def _run(n_workers: int, studies: list[list[Path]], work: Path, worker_args: tup
         "wall_s": finished - started,
         "latency_median_s": statistics.median(latencies),
         "latency_p95_s": latencies[min(len(latencies) - 1, round(0.95 * (len(latencies) - 1)))],
+        "node_cpu_s_per_study": (cpu_after[0] - cpu_before[0]) / len(studies),
+        "worker_cpu_s_per_study": (cpu_after[1] - cpu_before[1]) / len(studies),
+        # Everything else on the machine: storescu, storescp, Redis, this script.
+        "other_cpu_s_per_study": ((cpu_after[2] - cpu_before[2]) - (cpu_after[0] - cpu_before[0])
+                                  - (cpu_after[1] - cpu_before[1])) / len(studies),
     }
 
 
 def _print_scale_out(results: dict[int, dict[str, float]]) -> None:
-    print("\n| workers | studies/min | wall (s) | last C-STORE → delivered, median (s) | p95 (s) |")
-    print("|---|---|---|---|---|")
+    print("\n| workers | studies/min | wall (s) | last C-STORE → delivered, median (s) | p95 (s) "
+          "| CPU s per study: workers / node / rest |")
+    print("|---|---|---|---|---|---|")
     for n, r in results.items():
         print(f"| {n} | {r['studies_per_min']:.1f} | {r['wall_s']:.1f} | {r['latency_median_s']:.2f} | "
-              f"{r['latency_p95_s']:.2f} |")
+              f"{r['latency_p95_s']:.2f} | {r['worker_cpu_s_per_study']:.2f} / {r['node_cpu_s_per_study']:.2f} / "
+              f"{r['other_cpu_s_per_study']:.2f} |")
     print(f"\nratio 2 workers / 1 worker: {results[2]['studies_per_min'] / results[1]['studies_per_min']:.2f}")
 
 
@@ -108,12 +148,13 @@ LONE_CONFIGS = {
 }
 
 
-def _lone(work: Path, count: int, rounds: int) -> None:
+def _lone(work: Path, count: int, rounds: int, size: dict[str, int]) -> None:
     """Studies one at a time (no company to batch with), rounds alternating the configurations."""
     latencies: dict[str, list[float]] = {label: [] for label in LONE_CONFIGS}
     for round_ in range(rounds):
         for label, worker_args in LONE_CONFIGS.items():
-            studies = [write_study(work / f"lone-{round_}-{label[-3:]}-{i}", n_images=1) for i in range(count)]
+            studies = [write_study(work / f"lone-{round_}-{label[-3:]}-{i}", n_images=1, rows=size["rows"],
+                                   columns=size["columns"]) for i in range(count)]
             result = _run(1, studies, work, worker_args, one_at_a_time=True)
             print(round_, label, result, flush=True)
             latencies[label].append(result["latency_median_s"])
@@ -128,20 +169,31 @@ def _lone(work: Path, count: int, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--studies", type=int, default=40, help="studies for 1 vs 2 workers (0: skip)")
+    parser.add_argument("--rows", type=int, default=768, help="image size (default 1024x768, as bench_latency)")
+    parser.add_argument("--columns", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of 1 vs 2 workers (the ratio's median)")
     parser.add_argument("--lone", type=int, default=10, help="studies sent one at a time, batching off vs on (0: skip)")
     parser.add_argument("--lone-rounds", type=int, default=2)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dermnode-bench-workers-"))
     try:
-        if args.studies:
+        size = {"rows": args.rows, "columns": args.columns}
+        print(f"one-image studies of {args.columns}x{args.rows}", flush=True)
+        ratios = []
+        for round_ in range(args.rounds if args.studies else 0):
             results = {}
             for n_workers in (1, 2):
-                studies = [write_study(work / f"s{n_workers}-{i}", n_images=1) for i in range(args.studies)]
+                studies = [write_study(work / f"s{round_}-{n_workers}-{i}", n_images=1, rows=args.rows,
+                                       columns=args.columns) for i in range(args.studies)]
                 results[n_workers] = _run(n_workers, studies, work)
                 print(n_workers, results[n_workers], flush=True)
             _print_scale_out(results)
+            ratios.append(results[2]["studies_per_min"] / results[1]["studies_per_min"])
+        if ratios:
+            print(f"\nratios of {len(ratios)} round(s): {', '.join(f'{r:.2f}' for r in ratios)}; "
+                  f"median {statistics.median(ratios):.2f}")
         if args.lone:
-            _lone(work, args.lone, args.lone_rounds)
+            _lone(work, args.lone, args.lone_rounds, size)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -52,25 +52,28 @@ class DeliveryScheduler(Protocol):
 
 
 class DeliveryQueue:
-    """A background thread of the node runs due delivery jobs in time order.
+    """Threads of the node run due delivery jobs in time order, ``threads`` at once (so that a destination
+    that hangs until its time-out holds up only one of them).
 
     Jobs held in memory are not lost on a crash: the study stays "delivering" in the ledger and is
     analysed and delivered again (same UIDs) when the node restarts.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, threads: int = 4) -> None:
         self._clock = clock
         self._heap: list[tuple[float, int, DeliveryJob]] = []
         self._counter = 0
         self._cv = threading.Condition()
         self._run: Callable[[DeliveryJob], object] | None = None
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="dermnode-embedded-delivery", daemon=True)
+        self._threads = [threading.Thread(target=self._loop, name=f"dermnode-delivery-{i}", daemon=True)
+                         for i in range(threads)]
 
     def bind(self, run: Callable[[DeliveryJob], object]) -> None:
-        """Set what runs a due job (the Celery task, applied in-process) and start the thread."""
+        """Set what runs a due job and start the threads."""
         self._run = run
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def schedule(self, job: DeliveryJob, delay_s: float = 0.0) -> None:
         with self._cv:
@@ -81,9 +84,10 @@ class DeliveryQueue:
     def close(self) -> None:
         with self._cv:
             self._closed = True
-            self._cv.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout=60)
+            self._cv.notify_all()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=60)
 
     def _loop(self) -> None:
         assert self._run is not None
@@ -98,7 +102,7 @@ class DeliveryQueue:
             try:
                 self._run(job)
             except Exception:
-                LOG.exception("embedded delivery of study %s to %s failed", job.study_uid, job.destination.describe())
+                LOG.exception("delivery of study %s to %s failed", job.study_uid, job.destination.describe())
 
 
 class Delivery:
@@ -180,7 +184,7 @@ class Deliveries:
     def __init__(self, settings: Settings, ledger: Ledger, sender: StoreSender | None = None) -> None:
         self._ledger = ledger
         self.delivery = Delivery(settings, lambda: ledger, sender)
-        self.queue = DeliveryQueue()
+        self.queue = DeliveryQueue(threads=settings.delivery_threads)
         self.queue.bind(self.run)
 
     def run(self, job: DeliveryJob) -> DeliveryOutcome:

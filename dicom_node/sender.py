@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pynetdicom import AE, build_context
+from pynetdicom.association import Association
 
 from dermnode.kernel.addresses import Address
 from dicom_node.contexts import (
@@ -34,6 +35,26 @@ class DeliveryResult:
     destination: str
     delivered: bool
     detail: str
+
+
+def hand_back_stolen_responses(assoc: Association) -> None:
+    """Work around a race in pynetdicom (3.0.4 and its main branch): a requestor's reactor thread pauses at a
+    checkpoint while ``send_c_store`` waits for the response, but the pause can be observed a moment before
+    the reactor has really stopped; the reactor then takes the C-STORE-RSP off the DIMSE queue, drops it
+    ("Received unexpected C-STORE service message") and ``send_c_store`` waits out the DIMSE timeout (30 s,
+    then a failed attempt). Seen under CPU load in ``bench/bench_workers.py``. A response the reactor takes
+    is put back on the queue, where ``send_c_store`` is waiting for it; requests are served as before.
+    """
+    serve_request = assoc._serve_request
+
+    def serve(msg: object, context_id: int) -> None:
+        if getattr(msg, "is_valid_response", False):
+            LOG.debug("the association reactor took a %s; handed back", type(msg).__name__)
+            assoc.dimse.msg_queue.put((context_id, msg))  # type: ignore[arg-type]
+            return
+        serve_request(msg, context_id)  # type: ignore[arg-type]
+
+    assoc._serve_request = serve  # type: ignore[method-assign]
 
 
 class StoreSender:
@@ -79,6 +100,7 @@ class StoreSender:
                 return f"association rejected by {dest.describe()} (check that it knows our AE title "\
                        f"{self._calling_ae!r})"
             return f"no association with {dest.describe()} (refused, aborted or timed out)"
+        hand_back_stolen_responses(assoc)
         try:
             for path in files:
                 ds = dcmread(path)

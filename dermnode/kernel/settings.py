@@ -159,6 +159,8 @@ class Settings(BaseModel):
     analysis_backoff_max_s: float = Field(default=300.0, ge=0.0)
     #: New instances are refused with 0xA700 when the spool's file system has less free space than this.
     min_free_disk_mb: int = Field(default=1024, ge=0)
+    #: Deliveries the node runs at once (each one association to one destination).
+    delivery_threads: int = Field(default=4, ge=1, le=32)
     send_backoff_s: float = Field(default=2.0, ge=0.0, le=600.0)
     send_backoff_max_s: float = Field(default=600.0, ge=0.0)
     send_retry_period_s: float = Field(default=86400.0, ge=0.0)

@@ -52,9 +52,10 @@ def _by_study(files: list[Path]) -> dict[str, list[Path]]:
 
 
 def _mid_task(worker: DermnodeProcess) -> bool:
+    """The worker has taken a job it has not finished (its results are not yet stored on the node)."""
     logs = worker.logs()
     return len(re.findall(r"Task dermnode.analyse_study\[\S+\] received", logs)) > len(
-        re.findall(r"Task dermnode.analyse_study\[\S+\] succeeded", logs))
+        re.findall(r"object\(s\) stored on the node", logs))
 
 
 @pytest.fixture
