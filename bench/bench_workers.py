@@ -64,7 +64,7 @@ def _machine_cpu_s() -> float:
 
 
 def _run(n_workers: int, studies: list[list[Path]], work: Path, worker_args: tuple[str, ...] = ("--concurrency", "1"),
-         one_at_a_time: bool = False) -> dict[str, float]:
+         one_at_a_time: bool = False, worker_env: dict[str, str] | None = None) -> dict[str, float]:
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         raise SystemExit("redis-server is not installed (apt install redis-server)")
@@ -78,7 +78,7 @@ def _run(n_workers: int, studies: list[list[Path]], work: Path, worker_args: tup
     one_thread = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     node = DermnodeProcess(serve_args(data_dir, destination, *broker_args(broker)), env=one_thread)
     workers = [DermnodeProcess(["worker", "--broker", broker, *worker_args, "--hostname", f"w{i}@%h"],
-                               env=one_thread) for i in range(n_workers)]
+                               env={**one_thread, **(worker_env or {})}) for i in range(n_workers)]
     try:
         node_port = node.wait_listening()
         for worker in workers:
