@@ -17,6 +17,7 @@ import io
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,13 @@ class Assignments:
         deliveries: Deliveries,
         destinations_for: Callable[[Study], tuple[Address, ...]],
         uid_prefix: str,
+        takeover_after_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``takeover_after_s``: a job may take over a study that another job is analysing only once that one
+        has shown no progress for this long (heartbeats come every ``stalled_after_s / 4``)."""
+        self._takeover_after = takeover_after_s
+        self._clock = clock
         self._ledger = ledger
         self._outbox = outbox_dir
         self._deliveries = deliveries
@@ -96,16 +103,26 @@ class Assignments:
         return self._outbox / study_uid / f"g{generation}"
 
     def claim(self, study_uid: str, generation: int) -> Claim | None:
-        """Start (or restart) analysing ``generation``; None if the job is stale or the study finished."""
+        """Start analysing ``generation``; None if the job is stale, the study finished, or another job is
+        analysing it and still beating (a duplicate message: the broker redelivered it, or the node queued
+        the study again while it waited in a long queue)."""
         moved = self._ledger.transition(
-            study_uid, StudyState.ANALYSING, expect=[StudyState.COMPLETE, StudyState.QUEUED, StudyState.ANALYSING],
+            study_uid, StudyState.ANALYSING, expect=[StudyState.COMPLETE, StudyState.QUEUED],
             generation=generation, count_attempt=True,
         )
         if not moved:
             study = self._ledger.study(study_uid)
-            LOG.info("study %s generation %d is stale or finished (%s); job skipped", study_uid, generation,
-                     study.state if study else "unknown")
-            return None
+            silent = self._clock() - study.updated if study is not None else 0.0
+            if (study is not None and study.state == StudyState.ANALYSING and study.generation == generation
+                    and silent >= self._takeover_after):
+                moved = self._ledger.transition(
+                    study_uid, StudyState.ANALYSING, expect=[StudyState.ANALYSING], generation=generation,
+                    count_attempt=True, reason=f"taken over: no progress for {silent:.0f} s",
+                )
+            if not moved:
+                LOG.info("study %s generation %d is stale, finished or being analysed (%s); job skipped",
+                         study_uid, generation, study.state if study else "unknown")
+                return None
         instances = tuple(InstanceRef(i.study_uid, i.series_uid, i.sop_instance_uid)
                           for i in self._ledger.instances(study_uid))
         earlier = tuple(

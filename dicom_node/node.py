@@ -140,7 +140,7 @@ class Node:
         self.destinations = DestinationResolver(self.settings)
         self.deliveries = Deliveries(self.settings, self.ledger)
         self.assignments = Assignments(self.ledger, settings.outbox_dir, self.deliveries, self._destinations_for,
-                                       settings.uid_prefix)
+                                       settings.uid_prefix, takeover_after_s=settings.stalled_after_s / 2)
         self.monitor = CompletionMonitor(
             self.ledger, self.associations, lambda ae: self.settings.completion_for(ae), self._queue_study,
             stalled_after_s=settings.stalled_after_s, delivery_wait_s=settings.send_backoff_max_s,

@@ -199,3 +199,26 @@ def test_a_failure_report_fails_the_study_with_the_reason(
     assert failed is not None and failed.state == StudyState.FAILED and "none of the 1" in failed.reason
     assert [e.sop_instance_uid for e in ledger.events(study_uid) if e.kind == "instance-not-analysed"] == [sop]
 
+
+
+def test_a_duplicate_job_cannot_claim_a_study_another_job_is_analysing(
+    settings: Settings, ledger: Ledger, study: tuple[str, list[str], str]
+) -> None:
+    """A second message for the same study (redelivered, or queued again while it waited) is dropped while
+    the first job beats; once that one has been silent for the takeover time, a job may take over."""
+    study_uid = study[0]
+    now = [time.time()]
+    deliveries = Deliveries(settings, ledger)
+    try:
+        assignments = Assignments(ledger, settings.outbox_dir, deliveries, lambda s: (), settings.uid_prefix,
+                                  takeover_after_s=60.0, clock=lambda: now[0])
+        assert assignments.claim(study_uid, 1) is not None
+        assert assignments.claim(study_uid, 1) is None  # the first job just started
+        now[0] += 59.0
+        assert assignments.claim(study_uid, 1) is None
+        assert assignments.heartbeat(study_uid, 1)  # recorded at the ledger's (real) time
+        now[0] += 61.0  # two minutes after that heartbeat: the first job is presumed dead
+        assert assignments.claim(study_uid, 1) is not None
+        assert any("taken over" in e.detail for e in ledger.events(study_uid))
+    finally:
+        deliveries.close()
