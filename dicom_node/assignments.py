@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from pydicom.errors import InvalidDicomError
 
 from dermnode.kernel.addresses import Address
 from dermnode.kernel.errors import DermnodeError
-from dermnode.kernel.files import fsync_dir, private_dir
+from dermnode.kernel.files import write_durably
 from dermnode.kernel.messages import AnalysisReport, Claim, InstanceRef
 from dicom_node.contexts import (
     COMPREHENSIVE_3D_SR_STORAGE,
@@ -60,22 +58,6 @@ class Finished:
 
     state: str
     reason: str = ""
-
-
-def _write_durably(data: bytes, path: Path) -> None:
-    """Temp file (0600) → fsync → rename → fsync of the folder (0700), as the spool writes."""
-    private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".writing-", suffix=".dcm")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
 
 
 class Assignments:
@@ -169,7 +151,7 @@ class Assignments:
         if current is None or current.generation != generation or current.state != StudyState.ANALYSING:
             # A finished generation's outbox is what was delivered: a late duplicate never rewrites it.
             raise StaleJob(f"study {study_uid} generation {generation} is not being analysed")
-        _write_durably(data, self.outbox(study_uid, generation) / f"{sop_uid}.dcm")
+        write_durably(self.outbox(study_uid, generation) / f"{sop_uid}.dcm", lambda out: out.write(data))
         return sop_class, sop_uid
 
     def finish(self, study_uid: str, generation: int, report: AnalysisReport) -> Finished:

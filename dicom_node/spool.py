@@ -12,24 +12,15 @@ import contextlib
 import errno
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from dermnode.kernel.errors import SpoolError
-from dermnode.kernel.files import PRIVATE_FILE_MODE, fsync_dir, private_dir
+from dermnode.kernel.files import PRIVATE_FILE_MODE, fsync_dir, private_dir, write_durably
 from dermnode.kernel.uids import is_valid_uid
 
-
-def _replace_durably(target: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write a temporary file beside ``target`` with ``write``, fsync it, then rename it over ``target``."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-", suffix=".dcm")
-    with os.fdopen(fd, "wb") as out:
-        write(out)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, target)
+#: Temporary files of writes in progress; a crash may leave one, removed at the next start.
+INCOMING_PREFIX = ".incoming-"
 
 
 @contextlib.contextmanager
@@ -78,7 +69,7 @@ class Spool:
                 if e.errno != errno.EXDEV:
                     raise
                 with open(received, "rb") as src:
-                    _replace_durably(target, lambda out: shutil.copyfileobj(src, out, 1 << 20))
+                    write_durably(target, lambda out: shutil.copyfileobj(src, out, 1 << 20), prefix=INCOMING_PREFIX)
                 with contextlib.suppress(OSError):  # pynetdicom removes its temporary file itself as well
                     os.unlink(received)
             fsync_dir(target.parent)
@@ -97,7 +88,7 @@ class Spool:
     def clean_incomplete(self) -> int:
         """Remove temporary files left by a crash mid-write (never acknowledged); returns how many."""
         removed = 0
-        for tmp in self.root.glob("*/.incoming-*"):
+        for tmp in self.root.glob(f"*/{INCOMING_PREFIX}*"):
             tmp.unlink(missing_ok=True)
             removed += 1
         return removed

@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
@@ -53,3 +56,21 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_durably(target: Path, write: Callable[[BinaryIO], object], prefix: str = ".writing-") -> None:
+    """Write ``target`` so that a crash leaves the old file or the new one, never half of one: a temporary
+    file (0600, named ``prefix``…) beside it in a 0700 folder, written with ``write``, fsynced, renamed over
+    ``target``, then the folder fsynced. A failed write removes its temporary file."""
+    private_dir(target.parent)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".dcm")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)

@@ -247,10 +247,10 @@ def test_no_space_on_the_node_is_retried_with_back_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     study_uid = _spool_study(tmp_path, settings, ledger, n=1)
-    real_write = node_assignments._write_durably
+    real_write = node_assignments.write_durably
     failures = iter([True, True])
-    monkeypatch.setattr(node_assignments, "_write_durably",
-                        lambda data, path: _no_space() if next(failures, False) else real_write(data, path))
+    monkeypatch.setattr(node_assignments, "write_durably",
+                        lambda path, write: _no_space() if next(failures, False) else real_write(path, write))
     waits: list[float] = []
     analysis = StudyAnalysis(settings, analyzer_factory=lambda: analyzer, wait=waits.append)
     outcome = analysis.run(AnalysisJob(study_uid, 1), link)
@@ -264,7 +264,7 @@ def test_no_space_that_lasts_fails_the_study_after_the_last_attempt(
 ) -> None:
     settings = load_settings(None, {}, {"data_dir": tmp_path / "data", "analysis_attempts": 3})
     study_uid = _spool_study(tmp_path, settings, ledger, n=1)
-    monkeypatch.setattr(node_assignments, "_write_durably", lambda data, path: _no_space())
+    monkeypatch.setattr(node_assignments, "write_durably", lambda path, write: _no_space())
     waits: list[float] = []
     analysis = StudyAnalysis(settings, analyzer_factory=lambda: analyzer, wait=waits.append)
     outcome = analysis.run(AnalysisJob(study_uid, 1), link)
